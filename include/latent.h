@@ -1,0 +1,176 @@
+/* latent: unsupervised learning on images, in C.
+ *
+ * This header is the library's whole public API. The `latent` command-line tool
+ * is a thin client of it. Conventions:
+ *  - Functions that can fail return 0 on success or a negative LT_E* code and
+ *    fill the lt_err passed last (which may be NULL) with a one-line message.
+ *    The library never prints and never exits.
+ *  - Images are float32 in [0, 1], laid out N x C x H x W (PyTorch's NCHW).
+ *  - Every random choice is driven by an explicit seed; the same seed gives
+ *    bit-identical results for any thread count. */
+#ifndef LATENT_H
+#define LATENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LATENT_VERSION "0.1.0"
+
+/* ---- errors ---- */
+enum {
+    LT_OK = 0,
+    LT_EINVAL = -1,   /* bad argument or option value */
+    LT_EIO = -2,      /* a file could not be opened, read or written */
+    LT_EFORMAT = -3,  /* a file is malformed: wrong magic, size, shape, ... */
+    LT_ENOMEM = -4,   /* out of memory */
+    LT_ENAN = -5,     /* training diverged: NaN or Inf */
+    LT_EINTR = -6,    /* interrupted on request (SIGINT/SIGTERM); state saved */
+    LT_ENOTSUP = -7,  /* valid request that latent does not support (yet) */
+};
+
+typedef struct lt_err {
+    int code;
+    char msg[512];
+} lt_err;
+
+/* ---- datasets (IDX files: MNIST and friends) ----
+ * A dataset keeps its images as bytes (N x C x H x W, row-major, as in the IDX
+ * file); batches are converted to float on the fly. */
+typedef struct lt_dataset {
+    int n;          /* number of images */
+    int c, h, w;    /* channels (always 1 for IDX), height, width */
+    int n_classes;  /* max label + 1 */
+    uint8_t *images;
+    uint8_t *labels;
+} lt_dataset;
+
+/* Load DIR/<prefix>-images-idx3-ubyte and DIR/<prefix>-labels-idx1-ubyte (each
+ * plain or with .gz), where prefix is "train" for split "train" and "t10k" for
+ * split "test". Everything is validated: magic, dtype, rank, dimensions against
+ * the file size, label range and that the image and label counts match. */
+int lt_dataset_load(lt_dataset *ds, const char *dir, const char *split, lt_err *err);
+void lt_dataset_free(lt_dataset *ds);
+/* The MNIST cache directory: $XDG_CACHE_HOME/latent/mnist, else ~/.cache/latent/mnist. */
+int lt_default_data_dir(char *buf, size_t size, lt_err *err);
+
+/* ---- models ----
+ * A model is a list of parts ("encoder", "decoder", ...), each a sequence of
+ * layers described by a short spec string, one part after another:
+ *
+ *   encoder: conv(8,3,2,1) relu conv(16,3,2,1) relu conv(32,3,2,0) relu flatten
+ *            dense(64) relu dropout dense(2);
+ *   decoder: dense(64) relu dropout dense(288) relu unflatten(32,3,3)
+ *            convt(16,3,2,0,0) relu convt(8,3,2,1,1) relu convt(1,3,2,1,1) sigmoid
+ *
+ * Layers: conv(out,k,stride,pad), convt(out,k,stride,pad,outpad), dense(out),
+ * relu, sigmoid, dropout (probability from the model) or dropout(p), flatten,
+ * unflatten(c,h,w). Layer i of part P is PyTorch's module "P.i" of an
+ * nn.Sequential, so parameters are named like "encoder.0.weight" and saved in
+ * PyTorch's layouts. Whitespace and newlines are free; '#' starts a comment. */
+typedef struct lt_model lt_model;
+
+/* The mission's convolutional autoencoder with latent size d, written into buf. */
+int lt_default_spec(char *buf, size_t size, int d);
+
+/* Build a model for inputs of shape c x h x w, with PyTorch's default
+ * initialisation drawn from seed. For an autoencoder the spec needs parts
+ * "encoder" and "decoder", and the decoder must give back the input shape. */
+int lt_model_create(lt_model **out, const char *spec, int c, int h, int w, float dropout,
+                    uint64_t seed, lt_err *err);
+void lt_model_free(lt_model *m);
+size_t lt_model_num_params(const lt_model *m);
+int lt_model_latent_dim(const lt_model *m);
+const char *lt_model_spec(const lt_model *m);
+float lt_model_dropout(const lt_model *m);
+/* Human-readable summary: one line per layer with output shape and parameters. */
+int lt_model_summary(const lt_model *m, char *buf, size_t size);
+
+/* Checkpoints are safetensors files holding only the model's tensors under
+ * PyTorch's names and layouts, with the spec in the metadata, so PyTorch's
+ * load_state_dict(strict=True) takes them as they are. */
+int lt_model_save(const lt_model *m, const char *path, lt_err *err);
+int lt_model_load(lt_model **out, const char *path, lt_err *err);
+
+/* Inference (dropout off). x: n images [n, c, h, w]; z: [n, latent]. */
+int lt_model_encode(lt_model *m, const float *x, int n, float *z, int threads, lt_err *err);
+int lt_model_decode(lt_model *m, const float *z, int n, float *y, int threads, lt_err *err);
+int lt_model_reconstruct(lt_model *m, const float *x, int n, float *y, int threads, lt_err *err);
+/* Mean squared reconstruction error over images [first, first+count) of ds. */
+int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, int threads,
+                      double *mse, lt_err *err);
+
+/* ---- training ---- */
+typedef enum { LT_OPT_ADAM, LT_OPT_ADAMW, LT_OPT_SGD, LT_OPT_RMSPROP, LT_OPT_ADADELTA } lt_opt_kind;
+/* "adam" -> LT_OPT_ADAM, ...; returns -1 for an unknown name. */
+int lt_opt_from_name(const char *name);
+const char *lt_opt_name(lt_opt_kind k);
+
+typedef struct lt_train_config {
+    const char *out_dir;   /* receives model.safetensors, train_state.safetensors, metrics.csv */
+    const char *spec;      /* NULL: lt_default_spec(latent) */
+    int latent;            /* latent size d for the default spec */
+    int epochs;            /* total epochs (a resumed run continues up to this) */
+    int batch;
+    double lr;
+    double weight_decay;
+    double momentum;       /* SGD only */
+    float dropout;
+    lt_opt_kind optimizer;
+    uint64_t seed;
+    int threads;           /* 0: OpenMP's default */
+    int val;               /* images held out from the end of the training file */
+    int limit;             /* train on the first `limit` images of the rest; 0: all */
+    int resume;            /* continue the run in out_dir */
+    volatile const int *stop; /* when *stop becomes non-zero, save and return LT_EINTR */
+} lt_train_config;
+
+/* Fill cfg with the mission's baseline protocol (d=2, 40 epochs, batch 256,
+ * Adam lr 1e-3, weight decay 5e-5, dropout 0, 10k validation images, seed 1). */
+void lt_train_config_default(lt_train_config *cfg);
+
+typedef struct lt_progress {
+    int epoch, epochs;        /* 1-based epoch being run */
+    int batch, batches;       /* batches done in this epoch */
+    double train_loss;        /* mean over the batches done so far */
+    double val_loss;          /* set when epoch_done */
+    double images_per_sec;    /* this epoch so far */
+    double epoch_seconds;     /* this epoch so far */
+    double eta_seconds;       /* for the whole run */
+    int epoch_done;           /* 1 on the call after an epoch's validation */
+} lt_progress;
+typedef void (*lt_progress_fn)(void *ctx, const lt_progress *p);
+
+typedef struct lt_train_result {
+    int epochs_done;
+    double train_loss, val_loss;  /* of the last epoch */
+    double seconds;               /* wall time of this invocation */
+    double images_per_sec;
+} lt_train_result;
+
+/* On --resume: fill cfg with the settings stored by the run in dir (the spec is
+ * copied into spec_buf), so only the settings a user gives again need checking. */
+int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, size_t spec_size,
+                         lt_err *err);
+
+/* Train the autoencoder on ds (a "train" split) as cfg says, writing the model,
+ * the training state and metrics.csv into cfg->out_dir after every epoch. */
+int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn progress, void *ctx,
+             lt_train_result *result, lt_err *err);
+
+/* ---- images ---- */
+/* Tile n one-channel images (floats in [0,1], each h x w, contiguous) into
+ * a grid of `cols` columns, each pixel scaled up `scale` times with a 2-pixel
+ * gap, and write it as a PNG. */
+int lt_write_image_grid(const char *path, const float *images, int n, int h, int w, int cols,
+                        int scale, lt_err *err);
+/* Write an 8-bit grayscale PNG atomically (temporary file, then rename). */
+int lt_png_write_gray(const char *path, const uint8_t *pixels, int width, int height, lt_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

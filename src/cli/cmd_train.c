@@ -1,0 +1,183 @@
+/* latent train: flags, progress display, Ctrl-C handling. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *train_usage =
+    "Usage: latent train --out DIR [options]\n"
+    "\n"
+    "Trains the convolutional autoencoder (or the model of --arch) on the training\n"
+    "split, holding out the last --val images for validation. DIR receives\n"
+    "model.safetensors (PyTorch names and layouts), metrics.csv and\n"
+    "train_state.safetensors, written after every epoch; --resume continues the run\n"
+    "in DIR up to --epochs epochs in total, with bit-identical results.\n"
+    "Ctrl-C saves the run and stops; run again with --resume to continue.";
+
+static volatile int stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    /* A second Ctrl-C kills at once, as users expect. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+typedef struct show {
+    int tty;
+    double last;
+} show;
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress(void *ctx, const lt_progress *p)
+{
+    show *s = ctx;
+    char eta[32];
+    fmt_duration(eta, sizeof eta, p->eta_seconds);
+    if (p->epoch_done) {
+        char val[32] = "-";
+        if (isfinite(p->val_loss)) snprintf(val, sizeof val, "%.5f", p->val_loss);
+        fprintf(stderr, "%sepoch %d/%d  train loss %.5f  val loss %s  %.1fs  %.0f img/s  ETA %s\n",
+                s->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->train_loss, val, p->epoch_seconds,
+                p->images_per_sec, eta);
+        return;
+    }
+    /* Live line only on a terminal, redrawn at most 10 times a second. */
+    double t = mono();
+    if (!s->tty || (t - s->last < 0.1 && p->batch < p->batches)) return;
+    s->last = t;
+    char bar[21];
+    int filled = p->batch * 20 / p->batches;
+    for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
+    bar[20] = 0;
+    fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d  loss %.5f  %.0f img/s  ETA %s", p->epoch, p->epochs, bar,
+            p->batch, p->batches, p->train_loss, p->images_per_sec, eta);
+    fflush(stderr);
+}
+
+int cmd_train(int argc, char **argv)
+{
+    lt_train_config cfg;
+    lt_train_config_default(&cfg);
+    const char *out = NULL, *data = NULL, *arch = NULL, *opt_name = "adam";
+    int json = 0, resume = 0;
+    double dropout = cfg.dropout;
+    cli_opt opts[] = {
+        {"--out", OPT_STRING, &out, "output directory (required)", 0, 0, 0},
+        {"--model", OPT_STRING, &(const char *){"ae"}, "model: ae (dae, clf, vae come later)", 0, 0, 0},
+        {"--latent", OPT_INT, &cfg.latent, "latent size d (default 2)", 1, 4096, 0},
+        {"--arch", OPT_STRING, &arch, "architecture spec string or file (default: the mission's)", 0, 0, 0},
+        {"--epochs", OPT_INT, &cfg.epochs, "total epochs (default 40)", 1, 1000000, 0},
+        {"--batch", OPT_INT, &cfg.batch, "batch size (default 256)", 1, 65536, 0},
+        {"--lr", OPT_DOUBLE, &cfg.lr, "learning rate (default 1e-3)", 1e-12, 1e6, 0},
+        {"--weight-decay", OPT_DOUBLE, &cfg.weight_decay, "weight decay (default 5e-5)", 0, 1e3, 0},
+        {"--momentum", OPT_DOUBLE, &cfg.momentum, "SGD momentum (default 0)", 0, 0.999999, 0},
+        {"--dropout", OPT_DOUBLE, &dropout, "dropout probability (default 0)", 0, 0.99, 0},
+        {"--optimizer", OPT_STRING, &opt_name, "adam, adamw, sgd, rmsprop or adadelta (default adam)", 0, 0, 0},
+        {"--seed", OPT_U64, &cfg.seed, "random seed (default 1)", 0, 9.2e18, 0},
+        {"--threads", OPT_INT, &cfg.threads, "threads (default: all cores)", 1, 1024, 0},
+        {"--val", OPT_INT, &cfg.val, "validation images held out (default 10000)", 0, 1e9, 0},
+        {"--limit", OPT_INT, &cfg.limit, "train on the first N images only", 1, 1e9, 0},
+        {"--data", OPT_STRING, &data, "directory with IDX files (default: the MNIST cache)", 0, 0, 0},
+        {"--resume", OPT_FLAG, &resume, "continue the run in --out", 0, 0, 0},
+        {"--json", OPT_FLAG, &json, "print the final metrics as one JSON object on stdout", 0, 0, 0},
+    };
+    const int nopts = (int)(sizeof opts / sizeof opts[0]);
+    int rc = cli_parse("train", train_usage, argc, argv, opts, nopts, NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : rc;
+    const char *model = *(const char **)cli_find(opts, nopts, "--model")->value;
+    if (strcmp(model, "ae")) {
+        fprintf(stderr, "latent train: --model %s is not built yet (only 'ae' for now)\n", model);
+        return EXIT_USAGE;
+    }
+    if (!out) {
+        fprintf(stderr, "latent train: --out DIR is required\n");
+        return EXIT_USAGE;
+    }
+    int k = lt_opt_from_name(opt_name);
+    if (k < 0) {
+        fprintf(stderr, "latent train: --optimizer: expected adam, adamw, sgd, rmsprop or adadelta, found '%s'\n", opt_name);
+        return EXIT_USAGE;
+    }
+    if (arch && cli_find(opts, nopts, "--latent")->given) {
+        fprintf(stderr, "latent train: --latent and --arch exclude each other (the spec sets the latent size)\n");
+        return EXIT_USAGE;
+    }
+    char spec[8192];
+    lt_err err = {0};
+    if (resume) {
+        /* Start from the stored settings; flags given again must agree (lt_train checks). */
+        lt_train_config stored = cfg;
+        if (lt_train_load_config(out, &stored, spec, sizeof spec, &err)) {
+            fprintf(stderr, "latent train: --resume: %s\n", err.msg);
+            return 1;
+        }
+#define KEEP(flag, field) if (!cli_find(opts, nopts, flag)->given) cfg.field = stored.field;
+        KEEP("--batch", batch) KEEP("--lr", lr) KEEP("--weight-decay", weight_decay) KEEP("--momentum", momentum)
+        KEEP("--seed", seed) KEEP("--val", val) KEEP("--limit", limit) KEEP("--epochs", epochs)
+#undef KEEP
+        if (!cli_find(opts, nopts, "--dropout")->given) dropout = stored.dropout;
+        if (!cli_find(opts, nopts, "--optimizer")->given) k = (int)stored.optimizer;
+        cfg.spec = stored.spec;
+    } else if (arch) {
+        /* A spec is given inline, or as a file when it names one. */
+        FILE *f = fopen(arch, "r");
+        if (f) {
+            size_t n = fread(spec, 1, sizeof spec - 1, f);
+            fclose(f);
+            spec[n] = 0;
+            cfg.spec = spec;
+        } else {
+            cfg.spec = arch;
+        }
+    }
+    cfg.out_dir = out;
+    cfg.dropout = (float)dropout;
+    cfg.optimizer = (lt_opt_kind)k;
+    cfg.resume = resume;
+    cfg.stop = &stop_requested;
+
+    lt_dataset ds = {0};
+    if (cli_load_split(data, "train", &ds)) return 1;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    show s = {.tty = isatty(STDERR_FILENO)};
+    lt_train_result res;
+    rc = lt_train(&cfg, &ds, progress, &s, &res, &err);
+    lt_dataset_free(&ds);
+    if (rc) {
+        if (s.tty) fputs("\r\033[K", stderr);
+        fprintf(stderr, "latent train: %s\n", err.msg);
+        return rc == LT_EINTR ? EXIT_INTERRUPTED : rc == LT_EINVAL ? EXIT_USAGE : 1;
+    }
+    fprintf(stderr, "model saved to %s/model.safetensors (%.1fs)\n", out, res.seconds);
+    if (json) {
+        printf("{\"epochs\": %d, \"train_loss\": %.10g, ", res.epochs_done, res.train_loss);
+        if (isfinite(res.val_loss)) printf("\"val_loss\": %.10g, ", res.val_loss);
+        else printf("\"val_loss\": null, ");
+        printf("\"seconds\": %.3f, \"images_per_sec\": %.1f, \"model\": \"%s/model.safetensors\"}\n", res.seconds,
+               res.images_per_sec, out);
+    }
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* latent: command-line entry point. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *usage =
+    "latent " LATENT_VERSION " - convolutional autoencoders on MNIST-like images\n"
+    "\n"
+    "Usage: latent COMMAND [options]\n"
+    "\n"
+    "Commands:\n"
+    "  train        train an autoencoder (latent train --help)\n"
+    "  eval         test-set loss of a checkpoint\n"
+    "  reconstruct  PNG grid of test digits above their reconstructions\n"
+    "\n"
+    "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
+    "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
+
+int main(int argc, char **argv)
+{
+    /* libgomp reads OMP_WAIT_POLICY when the program loads, before main. Idle
+     * worker threads that spin steal the CPU from other jobs on a shared machine
+     * (and from each other), so start again with a passive policy unless the
+     * user chose one. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", argv);
+        /* If re-executing fails we simply carry on with the default policy. */
+    }
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("latent %s\n", LATENT_VERSION);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "reconstruct")) return cmd_reconstruct(argc - 1, argv + 1);
+    fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,57 @@
+/* core: errors, random numbers, memory and threads shared by every part of latent.
+ *
+ * Errors are values: a function that can fail returns 0 on success or a negative
+ * LT_E* code, and fills an lt_err with a one-line message the caller can print.
+ * Nothing in the library prints or exits. */
+#ifndef LATENT_CORE_H
+#define LATENT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "latent.h"
+
+/* Fill err (which may be NULL) with a printf-style message and return code. */
+int lt_errf(lt_err *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* malloc/calloc that never return NULL silently: on failure they fill err. */
+void *lt_malloc(size_t n, lt_err *err);
+void *lt_calloc(size_t count, size_t size, lt_err *err);
+/* 64-byte aligned allocation (for vector loads); free with free(). */
+void *lt_aligned_alloc(size_t n, lt_err *err);
+
+/* Multiply with overflow check: returns 0 and sets *out, or -1 on overflow. */
+int lt_mul_size(size_t a, size_t b, size_t *out);
+
+/* ---- random numbers ----
+ * Every random choice in latent comes from an explicit lt_rng seeded from the
+ * run's seed; there is no global state. The generator is xoshiro256**, seeded
+ * through splitmix64. lt_rng_for() derives an independent stream from a seed and
+ * a few counters (epoch, step, sample), so per-sample randomness such as dropout
+ * masks does not depend on how samples are split over threads. */
+typedef struct lt_rng { uint64_t s[4]; } lt_rng;
+
+void lt_rng_seed(lt_rng *r, uint64_t seed);
+lt_rng lt_rng_for(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
+uint64_t lt_rng_u64(lt_rng *r);
+/* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
+float lt_rng_uniform(lt_rng *r);
+/* Uniform integer in [0, n) without modulo bias. */
+uint64_t lt_rng_below(lt_rng *r, uint64_t n);
+/* Standard normal (Box-Muller, both values used in turn is avoided for simplicity). */
+float lt_rng_normal(lt_rng *r);
+/* Fisher-Yates shuffle of idx[0..n). */
+void lt_rng_shuffle(lt_rng *r, int *idx, size_t n);
+
+/* ---- files ----
+ * Write a whole file atomically: data goes to PATH.tmp.XXXXXX, is fsynced and
+ * renamed over PATH, so readers see the old file or the new one, never half. */
+int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Read a whole file into a malloc'ed buffer (*out, *n). */
+int lt_read_file(const char *path, void **out, size_t *n, lt_err *err);
+
+#endif

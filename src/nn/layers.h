@@ -1,0 +1,77 @@
+/* nn: the layer and loss kernels.
+ *
+ * Each kernel works on n samples that are contiguous in memory and runs on the
+ * calling thread; the training step splits a batch into fixed chunks and runs
+ * chunks in parallel, so kernels never need locks and results do not depend on
+ * the thread count.
+ *
+ * Conventions (as in llm.c):
+ *  - X_forward(out, ..., inp, params, sizes)
+ *  - X_backward(dinp, dparams, ..., dout, saved activations, params, sizes)
+ *  - Parameter gradients are ADDED into (so chunks and steps can accumulate);
+ *    the input gradient dinp is WRITTEN. dinp may be NULL when no gradient is
+ *    needed below this layer (the first layer), and dw/db may be NULL for a
+ *    frozen layer: that work is skipped.
+ *  - Layouts are PyTorch's: activations [n, c, h, w]; Conv2d weight
+ *    [out, in, k, k]; ConvTranspose2d weight [in, out, k, k]; Linear [out, in]. */
+#ifndef LATENT_NN_LAYERS_H
+#define LATENT_NN_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Geometry of a 2-D convolution or transposed convolution. For Conv2d, (c,h,w)
+ * is the input and (oc,oh,ow) the output. For ConvTranspose2d likewise (input
+ * c,h,w; output oc,oh,ow), with oh = (h-1)*stride - 2*pad + k + opad. */
+typedef struct lt_conv_geom {
+    int c, h, w;
+    int oc, oh, ow;
+    int k, stride, pad, opad;
+} lt_conv_geom;
+
+/* Fill in oh/ow from the rest; returns -1 if the output would be empty. */
+int lt_conv_geom_init(lt_conv_geom *g, int transposed);
+/* Floats of scratch one sample needs (the unfolded patch matrix). */
+size_t lt_conv_cols_size(const lt_conv_geom *g, int transposed);
+
+void lt_conv2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
+                       const lt_conv_geom *g, float *cols);
+void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, int n, const lt_conv_geom *g, float *cols);
+void lt_convt2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
+                        const lt_conv_geom *g, float *cols);
+void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int n, const lt_conv_geom *g, float *cols);
+
+/* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. */
+void lt_dense_forward(float *out, const float *inp, const float *w, const float *b, int n, int nin,
+                      int nout);
+void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                       const float *w, int n, int nin, int nout);
+
+void lt_relu_forward(float *out, const float *inp, size_t len);
+void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t len);
+void lt_sigmoid_forward(float *out, const float *inp, size_t len);
+void lt_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t len);
+
+/* Inverted dropout over n samples of `size` values. In training each value is
+ * kept with probability 1-p and scaled by 1/(1-p); mask receives 0 or that
+ * scale. Sample i draws from its own stream lt_rng_for(seed, step, first+i,
+ * salt), so masks do not depend on how a batch is split over threads. With
+ * train == 0 (or p == 0) it is the identity and mask is untouched. */
+void lt_dropout_forward(float *out, float *mask, const float *inp, int n, size_t size, float p,
+                        int train, uint64_t seed, uint64_t step, uint64_t first, uint64_t salt);
+void lt_dropout_backward(float *dinp, const float *dout, const float *mask, size_t len);
+
+/* Losses return the SUM of the per-element (or per-sample) losses of these n
+ * values as a double, and write dy = d(mean loss)/dy, where the mean is taken
+ * over `total` elements (samples for cross-entropy) of the whole batch, so
+ * chunks of a batch can be processed independently. dy may be NULL. */
+double lt_mse_loss(float *dy, const float *y, const float *t, size_t len, double total);
+/* Binary cross-entropy on probabilities, logs clamped at -100 as PyTorch does. */
+double lt_bce_loss(float *dy, const float *y, const float *t, size_t len, double total);
+/* Softmax cross-entropy on logits [n, classes] with integer labels. */
+double lt_xent_loss(float *dy, const float *logits, const uint8_t *labels, int n, int classes,
+                    double total);
+
+#endif

@@ -1,0 +1,172 @@
+/* Building a model from its spec, PyTorch's default initialisation, and
+ * inference (encode, decode, reconstruct, test error). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/net.h"
+
+/* Inference runs in batches of this many images through one reusable workspace. */
+#define INFER_BATCH 500
+
+static void init_params(lt_model *m, uint64_t seed)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (!l->w_len) continue;
+        /* PyTorch: kaiming_uniform_(a=sqrt(5)) for the weight, which works out
+         * to U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias. */
+        float bound = 1.0f / sqrtf((float)lt_layer_fan_in(l));
+        lt_rng r = lt_rng_for(seed, (uint64_t)i, 0x1417, 0);
+        for (size_t k = 0; k < l->w_len; k++) m->params[l->w_off + k] = (2.0f * lt_rng_uniform(&r) - 1.0f) * bound;
+        for (size_t k = 0; k < l->b_len; k++) m->params[l->b_off + k] = (2.0f * lt_rng_uniform(&r) - 1.0f) * bound;
+    }
+}
+
+int lt_model_create(lt_model **out, const char *spec, int c, int h, int w, float dropout,
+                    uint64_t seed, lt_err *err)
+{
+    *out = NULL;
+    if (c <= 0 || h <= 0 || w <= 0) return lt_errf(err, LT_EINVAL, "input shape must be positive, found %dx%dx%d", c, h, w);
+    if (!(dropout >= 0.0f && dropout < 1.0f)) return lt_errf(err, LT_EINVAL, "dropout must be in [0, 1), found %g", dropout);
+    lt_model *m = lt_calloc(1, sizeof *m, err);
+    if (!m) return LT_ENOMEM;
+    m->c = c, m->h = h, m->w = w, m->dropout = dropout;
+    int rc = 0;
+    if (!(m->spec = strdup(spec))) rc = lt_errf(err, LT_ENOMEM, "out of memory");
+    if (!rc) rc = lt_spec_parse(m, spec, err);
+    if (!rc && (m->n_parts != 2 || strcmp(m->parts[0].name, "encoder") || strcmp(m->parts[1].name, "decoder")))
+        rc = lt_errf(err, LT_EINVAL, "spec: an autoencoder needs exactly two parts, 'encoder:' then 'decoder:'");
+    if (!rc) {
+        const lt_layer *last = &m->layers[m->n_layers - 1];
+        m->encoder_end = m->parts[0].count;
+        m->latent = (int)m->layers[m->encoder_end - 1].out_size;
+        if (last->out_c != c || last->out_h != h || last->out_w != w)
+            rc = lt_errf(err, LT_EINVAL, "spec: the decoder gives %dx%dx%d images but the input is %dx%dx%d",
+                         last->out_c, last->out_h, last->out_w, c, h, w);
+    }
+    if (!rc) {
+        size_t off = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            lt_layer *l = &m->layers[i];
+            l->w_off = off, off += l->w_len;
+            l->b_off = off, off += l->b_len;
+        }
+        m->n_params = off;
+        m->params = lt_calloc(off, sizeof(float), err);
+        if (!m->params) rc = LT_ENOMEM;
+    }
+    if (rc) {
+        lt_model_free(m);
+        return rc;
+    }
+    init_params(m, seed);
+    *out = m;
+    return 0;
+}
+
+void lt_model_free(lt_model *m)
+{
+    if (!m) return;
+    lt_workspace_free(m->infer);
+    free(m->spec);
+    free(m->layers);
+    free(m->params);
+    free(m);
+}
+
+size_t lt_model_num_params(const lt_model *m) { return m->n_params; }
+int lt_model_latent_dim(const lt_model *m) { return m->latent; }
+const char *lt_model_spec(const lt_model *m) { return m->spec; }
+float lt_model_dropout(const lt_model *m) { return m->dropout; }
+
+static const char *kind_name(lt_layer_kind k)
+{
+    static const char *names[] = {"Conv2d", "ConvTranspose2d", "Linear", "ReLU", "Sigmoid", "Dropout",
+                                  "Flatten", "Unflatten"};
+    return names[k];
+}
+
+int lt_model_summary(const lt_model *m, char *buf, size_t size)
+{
+    size_t used = 0;
+    int n = snprintf(buf, size, "%-12s %-16s %-12s %s\n", "layer", "type", "output", "params");
+    for (int i = 0; n >= 0 && (size_t)n < size - used && i <= m->n_layers; i++) {
+        used += (size_t)n;
+        if (i == m->n_layers) {
+            n = snprintf(buf + used, size - used, "total %zu parameters, latent size %d\n", m->n_params, m->latent);
+            break;
+        }
+        const lt_layer *l = &m->layers[i];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%dx%dx%d", l->out_c, l->out_h, l->out_w);
+        n = snprintf(buf + used, size - used, "%-12s %-16s %-12s %zu\n", l->name, kind_name(l->kind), shape,
+                     l->w_len + l->b_len);
+    }
+    if (n < 0 || (size_t)n >= size - used) return LT_EINVAL;
+    return 0;
+}
+
+static int ensure_infer(lt_model *m, lt_err *err)
+{
+    return m->infer ? 0 : lt_workspace_create(&m->infer, m, INFER_BATCH, 0, err);
+}
+
+/* Run layers [from, to) on n rows of `in` (each in_len floats), writing rows of
+ * out_len floats, in batches through the inference workspace. */
+static int run_layers(lt_model *m, int from, int to, const float *in, size_t in_len, float *out,
+                      size_t out_len, int n, int threads, lt_err *err)
+{
+    int rc = ensure_infer(m, err);
+    if (rc) return rc;
+    lt_workspace *ws = m->infer;
+    for (int s = 0; s < n; s += INFER_BATCH) {
+        int bn = n - s < INFER_BATCH ? n - s : INFER_BATCH;
+        memcpy(ws->act[from], in + (size_t)s * in_len, sizeof(float) * in_len * bn);
+        lt_net_forward(m, ws, bn, from, to, 0, 0, 0, threads);
+        memcpy(out + (size_t)s * out_len, ws->act[to], sizeof(float) * out_len * bn);
+    }
+    return 0;
+}
+
+static size_t image_size(const lt_model *m) { return (size_t)m->c * m->h * m->w; }
+
+int lt_model_encode(lt_model *m, const float *x, int n, float *z, int threads, lt_err *err)
+{
+    return run_layers(m, 0, m->encoder_end, x, image_size(m), z, (size_t)m->latent, n, threads, err);
+}
+
+int lt_model_decode(lt_model *m, const float *z, int n, float *y, int threads, lt_err *err)
+{
+    return run_layers(m, m->encoder_end, m->n_layers, z, (size_t)m->latent, y, image_size(m), n, threads, err);
+}
+
+int lt_model_reconstruct(lt_model *m, const float *x, int n, float *y, int threads, lt_err *err)
+{
+    return run_layers(m, 0, m->n_layers, x, image_size(m), y, image_size(m), n, threads, err);
+}
+
+int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, int threads,
+                      double *mse, lt_err *err)
+{
+    if (ds->c != m->c || ds->h != m->h || ds->w != m->w)
+        return lt_errf(err, LT_EINVAL, "the data has %dx%dx%d images but the model takes %dx%dx%d",
+                       ds->c, ds->h, ds->w, m->c, m->h, m->w);
+    if (first < 0 || count <= 0 || first + count > ds->n)
+        return lt_errf(err, LT_EINVAL, "images %d..%d are outside the dataset of %d", first, first + count, ds->n);
+    int rc = ensure_infer(m, err);
+    if (rc) return rc;
+    lt_workspace *ws = m->infer;
+    const size_t sz = image_size(m);
+    double sum = 0.0;
+    for (int s = 0; s < count; s += INFER_BATCH) {
+        int bn = count - s < INFER_BATCH ? count - s : INFER_BATCH;
+        lt_images_to_float(ws->act[0], ds, NULL, first + s, bn);
+        lt_net_forward(m, ws, bn, 0, m->n_layers, 0, 0, 0, threads);
+        /* Summed on one thread in image order: the same total for any thread count. */
+        sum += lt_mse_loss(NULL, ws->act[m->n_layers], ws->act[0], sz * bn, 1.0);
+    }
+    *mse = sum / ((double)count * (double)sz);
+    return 0;
+}

@@ -1,0 +1,226 @@
+/* Forward and backward passes of a model over a batch, split into chunks that
+ * run in parallel (see LT_CHUNK in net.h for why results stay bit-identical). */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/net.h"
+
+static size_t round64(size_t floats) { return (floats + 15) / 16 * 16; }
+
+static int n_chunks(int n) { return (n + LT_CHUNK - 1) / LT_CHUNK; }
+
+static void blas_single_threaded(void)
+{
+    /* We parallelise over chunks ourselves; OpenBLAS's own threads would
+     * oversubscribe the cores and make results depend on its split. */
+    openblas_set_num_threads(1);
+}
+
+int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,
+                        lt_err *err)
+{
+    *out = NULL;
+    if (max_batch <= 0) return lt_errf(err, LT_EINVAL, "batch size must be positive, found %d", max_batch);
+    blas_single_threaded();
+    const int L = m->n_layers, nch = n_chunks(max_batch);
+    size_t in0 = (size_t)m->c * m->h * m->w, maxsz = in0, cols = 1;
+    for (int i = 0; i < L; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (l->out_size > maxsz) maxsz = l->out_size;
+        if (l->kind == LT_L_CONV || l->kind == LT_L_CONVT) {
+            size_t cs = lt_conv_cols_size(&l->g, l->kind == LT_L_CONVT);
+            if (cs > cols) cols = cs;
+        }
+    }
+    /* First pass computes the size of the one block, second pass hands out pointers. */
+    size_t total = round64(in0 * max_batch);
+    for (int i = 0; i < L; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) total += round64(l->out_size * max_batch);
+        if (train && l->kind == LT_L_DROPOUT) total += round64(l->out_size * max_batch);
+    }
+    size_t per_chunk = round64(cols);
+    if (train) per_chunk += 2 * round64(maxsz * LT_CHUNK) + round64(m->n_params);
+    total += per_chunk * nch;
+    if (train) total += round64(in0 * max_batch) + round64(m->n_params);
+
+    lt_workspace *ws = lt_calloc(1, sizeof *ws, err);
+    if (!ws) return LT_ENOMEM;
+    ws->act = lt_calloc((size_t)L + 1, sizeof(float *), err);
+    ws->mask = lt_calloc((size_t)L, sizeof(float *), err);
+    ws->chunks = lt_calloc((size_t)nch, sizeof(lt_chunk), err);
+    ws->chunk_loss = lt_calloc((size_t)nch, sizeof(double), err);
+    size_t bytes;
+    float *p = NULL;
+    if (lt_mul_size(total, sizeof(float), &bytes) == 0) p = lt_aligned_alloc(bytes, err);
+    if (!ws->act || !ws->mask || !ws->chunks || !ws->chunk_loss || !p) {
+        free(p);
+        lt_workspace_free(ws);
+        return lt_errf(err, LT_ENOMEM, "out of memory for a batch of %d (%zu floats)", max_batch, total);
+    }
+    memset(p, 0, bytes);
+    ws->block = p;
+    ws->max_batch = max_batch;
+    ws->train = train;
+    ws->n_chunks_max = nch;
+    ws->act[0] = p, p += round64(in0 * max_batch);
+    for (int i = 0; i < L; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) {
+            ws->act[i + 1] = ws->act[i]; /* same bytes, another shape */
+        } else {
+            ws->act[i + 1] = p, p += round64(l->out_size * max_batch);
+        }
+        if (train && l->kind == LT_L_DROPOUT) ws->mask[i] = p, p += round64(l->out_size * max_batch);
+    }
+    for (int c = 0; c < nch; c++) {
+        lt_chunk *ch = &ws->chunks[c];
+        ch->cols = p, p += round64(cols);
+        if (train) {
+            ch->d[0] = p, p += round64(maxsz * LT_CHUNK);
+            ch->d[1] = p, p += round64(maxsz * LT_CHUNK);
+            ch->grads = p, p += round64(m->n_params);
+        }
+    }
+    if (train) {
+        ws->target = p, p += round64(in0 * max_batch);
+        ws->grad = p, p += round64(m->n_params);
+    }
+    *out = ws;
+    return 0;
+}
+
+void lt_workspace_free(lt_workspace *ws)
+{
+    if (!ws) return;
+    free(ws->block);
+    free(ws->act);
+    free(ws->mask);
+    free(ws->chunks);
+    free(ws->chunk_loss);
+    free(ws);
+}
+
+static float dropout_p(const lt_model *m, const lt_layer *l) { return l->p < 0 ? m->dropout : l->p; }
+
+static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n, int from, int to,
+                          int train, uint64_t seed, uint64_t step, float *cols)
+{
+    for (int i = from; i < to; i++) {
+        const lt_layer *l = &m->layers[i];
+        const float *in = ws->act[i] + (size_t)first * l->in_size;
+        float *out = ws->act[i + 1] + (size_t)first * l->out_size;
+        const float *w = m->params + l->w_off, *b = m->params + l->b_off;
+        size_t len = (size_t)n * l->out_size;
+        switch (l->kind) {
+        case LT_L_CONV: lt_conv2d_forward(out, in, w, b, n, &l->g, cols); break;
+        case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, n, &l->g, cols); break;
+        case LT_L_DENSE: lt_dense_forward(out, in, w, b, n, l->in_c, l->out_c); break;
+        case LT_L_RELU: lt_relu_forward(out, in, len); break;
+        case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
+        case LT_L_DROPOUT: {
+            float *mask = ws->mask[i] ? ws->mask[i] + (size_t)first * l->out_size : NULL;
+            lt_dropout_forward(out, mask, in, n, l->out_size, dropout_p(m, l), train && mask, seed,
+                               step, (uint64_t)first, (uint64_t)i);
+            break;
+        }
+        case LT_L_FLATTEN:
+        case LT_L_UNFLATTEN: break; /* aliases: nothing to move */
+        }
+    }
+}
+
+/* Backward from the gradient in d (per chunk, [n, out_size of the last layer]),
+ * adding parameter gradients into grads. */
+static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n, int train,
+                           lt_chunk *s)
+{
+    int cur = 0;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const lt_layer *l = &m->layers[i];
+        const float *in = ws->act[i] + (size_t)first * l->in_size;
+        const float *out = ws->act[i + 1] + (size_t)first * l->out_size;
+        const float *w = m->params + l->w_off;
+        const float *dout = s->d[cur];
+        /* The input image needs no gradient: skip that work in the first layer. */
+        float *dinp = i > 0 ? s->d[1 - cur] : NULL;
+        float *dw = l->frozen ? NULL : s->grads + l->w_off;
+        float *db = l->frozen ? NULL : s->grads + l->b_off;
+        size_t len = (size_t)n * l->out_size;
+        switch (l->kind) {
+        case LT_L_CONV: lt_conv2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols); break;
+        case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols); break;
+        case LT_L_DENSE: lt_dense_backward(dinp, dw, db, dout, in, w, n, l->in_c, l->out_c); break;
+        case LT_L_RELU: if (dinp) lt_relu_backward(dinp, dout, out, len); break;
+        case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, dout, out, len); break;
+        case LT_L_DROPOUT:
+            if (dinp) {
+                if (train && dropout_p(m, l) > 0.0f)
+                    lt_dropout_backward(dinp, dout, ws->mask[i] + (size_t)first * l->out_size, len);
+                else
+                    memcpy(dinp, dout, sizeof(float) * len);
+            }
+            break;
+        case LT_L_FLATTEN:
+        case LT_L_UNFLATTEN: continue; /* same gradient, same buffer */
+        }
+        cur = 1 - cur;
+    }
+}
+
+static int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
+
+void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to, int train,
+                    uint64_t seed, uint64_t step, int threads)
+{
+    const int nch = n_chunks(n);
+#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(dynamic, 1)
+    for (int c = 0; c < nch; c++) {
+        int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
+        forward_chunk(m, ws, first, cn, from, to, train, seed, step, ws->chunks[c].cols);
+    }
+}
+
+double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
+                         int threads)
+{
+    const int nch = n_chunks(n), L = m->n_layers;
+    const size_t osz = m->layers[L - 1].out_size;
+    const double total = (double)n * (double)osz;
+    lt_chunk *cs = ws->chunks;
+    const int nt = resolve_threads(threads);
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(dynamic, 1)
+        for (int c = 0; c < nch; c++) {
+            int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
+            memset(cs[c].grads, 0, sizeof(float) * m->n_params);
+            forward_chunk(m, ws, first, cn, 0, L, 1, seed, step, cs[c].cols);
+            ws->chunk_loss[c] = lt_mse_loss(cs[c].d[0], ws->act[L] + (size_t)first * osz,
+                                            ws->target + (size_t)first * osz, (size_t)cn * osz, total);
+            backward_chunk(m, ws, first, cn, 1, &cs[c]);
+        }
+        /* Sum the chunks' gradients in chunk order, whichever thread ran them. */
+#pragma omp for schedule(static)
+        for (size_t j = 0; j < m->n_params; j++) {
+            float g = 0.0f;
+            for (int c = 0; c < nch; c++) g += cs[c].grads[j];
+            ws->grad[j] = g;
+        }
+    }
+    double loss = 0.0;
+    for (int c = 0; c < nch; c++) loss += ws->chunk_loss[c];
+    return loss / total;
+}
+
+void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n)
+{
+    const size_t sz = (size_t)ds->c * ds->h * ds->w;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *src = ds->images + (size_t)(idx ? idx[i] : first + i) * sz;
+        float *d = dst + (size_t)i * sz;
+        for (size_t k = 0; k < sz; k++) d[k] = (float)src[k] / 255.0f;
+    }
+}

@@ -1,0 +1,113 @@
+/* nn/net: a model as a flat list of layers, its parameters in one block, and
+ * the workspace (activations, gradients, scratch) a batch needs.
+ *
+ * Memory follows llm.c: all parameters live in one float array, and each layer
+ * only records offsets into it; the same offsets index the gradient array and
+ * every optimizer moment array. Activations for a batch live in one arena sized
+ * once per batch size, so training allocates nothing per step. */
+#ifndef LATENT_NN_NET_H
+#define LATENT_NN_NET_H
+
+#include "core/core.h"
+#include "nn/layers.h"
+
+typedef enum {
+    LT_L_CONV, LT_L_CONVT, LT_L_DENSE, LT_L_RELU, LT_L_SIGMOID, LT_L_DROPOUT, LT_L_FLATTEN,
+    LT_L_UNFLATTEN
+} lt_layer_kind;
+
+typedef struct lt_layer {
+    lt_layer_kind kind;
+    char name[40];             /* PyTorch module path, e.g. "decoder.6" */
+    int in_c, in_h, in_w;      /* per-sample input shape */
+    int out_c, out_h, out_w;   /* per-sample output shape */
+    size_t in_size, out_size;  /* c*h*w */
+    lt_conv_geom g;            /* conv, convt */
+    float p;                   /* dropout probability; < 0 means "the model's" */
+    size_t w_off, w_len;       /* weight and bias in the parameter block; */
+    size_t b_off, b_len;       /* w_len == 0 for layers without parameters */
+    int frozen;                /* no parameter gradients */
+} lt_layer;
+
+#define LT_MAX_PARTS 4
+
+typedef struct lt_part {
+    char name[16];
+    int first, count;          /* layers [first, first+count) */
+} lt_part;
+
+struct lt_model {
+    char *spec;                /* the spec as given (comments and spacing kept) */
+    int c, h, w;               /* input shape */
+    float dropout;
+    int n_layers;
+    lt_layer *layers;
+    int n_parts;
+    lt_part parts[LT_MAX_PARTS];
+    int encoder_end;           /* layers [0, encoder_end) are the encoder */
+    int latent;                /* size of the encoder's output */
+    size_t n_params;
+    float *params;
+    struct lt_workspace *infer; /* lazily made workspace for inference */
+};
+
+/* Parse spec into layers and infer shapes (no allocation of parameters). */
+int lt_spec_parse(lt_model *m, const char *spec, lt_err *err);
+
+/* Fan-in PyTorch uses for a layer's default init (kaiming_uniform(a=sqrt(5))
+ * gives weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))). */
+int lt_layer_fan_in(const lt_layer *l);
+/* Parameter tensor name and PyTorch shape: which 0 = weight, 1 = bias. */
+void lt_param_name(const lt_layer *l, int which, char *buf, size_t size);
+int lt_param_shape(const lt_layer *l, int which, int64_t shape[4]);
+
+/* ---- batch workspace ----
+ * A batch is cut into chunks of LT_CHUNK samples (the last may be shorter).
+ * The cut depends only on the batch size, never on the thread count; each
+ * chunk accumulates its own parameter gradients, and chunks are summed in a
+ * fixed order, so results are bit-identical for any number of threads. */
+#define LT_CHUNK 32
+
+/* Scratch owned by one chunk. Activation gradients are per chunk, not per
+ * batch: chunks run at different layers at the same moment, and layers differ
+ * in size, so a shared batch-wide buffer would let one chunk's rows overlap
+ * another's. */
+typedef struct lt_chunk {
+    float *cols;               /* im2col scratch for one sample */
+    float *d[2];               /* ping-pong activation gradients */
+    float *grads;              /* this chunk's parameter gradients */
+} lt_chunk;
+
+typedef struct lt_workspace {
+    int max_batch;
+    int train;                 /* gradients and dropout masks allocated */
+    int n_chunks_max;
+    float **act;               /* act[0] input, act[i+1] output of layer i (aliases for flatten) */
+    float **mask;              /* dropout masks, NULL for other layers */
+    float *target;             /* [max_batch, input size] */
+    lt_chunk *chunks;          /* n_chunks_max of them */
+    double *chunk_loss;
+    float *grad;               /* summed gradient of the batch */
+    void *block;               /* everything above lives here */
+} lt_workspace;
+
+int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,
+                        lt_err *err);
+void lt_workspace_free(lt_workspace *ws);
+
+/* Forward over layers [from, to) for samples [0, n) of the workspace (act[from]
+ * must hold the input). train enables dropout; seed/step select its masks. */
+void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to, int train,
+                    uint64_t seed, uint64_t step, int threads);
+
+/* One training step's gradient: forward with act[0] and ws->target holding n
+ * samples, MSE loss against the target, backward, and ws->grad set to the
+ * batch's gradient. Returns the mean loss. */
+double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
+                         int threads);
+
+/* Convert n images (bytes, indices idx into ds or consecutive from first when
+ * idx is NULL) to floats in [0,1]. */
+void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n);
+
+#endif

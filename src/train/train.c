@@ -1,0 +1,351 @@
+/* The training loop of the autoencoder: data order, steps, validation,
+ * checkpoints every epoch, exact resume.
+ *
+ * Everything random is derived from the run's seed and counters (epoch for
+ * the data order, global step for dropout), so the state to resume is small:
+ * the parameters, the optimizer's moments and a few counters. They are written
+ * together in one file (train_state.safetensors) so they can never disagree;
+ * model.safetensors is the export for users and PyTorch. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "io/safetensors.h"
+#include "nn/net.h"
+#include "optim/optim.h"
+
+#define STATE_FILE "train_state.safetensors"
+#define STATE_FORMAT "1"
+#define METRICS_HEADER "epoch,train_loss,val_loss,seconds,images_per_sec\n"
+
+void lt_train_config_default(lt_train_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->latent = 2;
+    cfg->epochs = 40;
+    cfg->batch = 256;
+    cfg->lr = 1e-3;
+    cfg->weight_decay = 5e-5;
+    cfg->dropout = 0.0f;
+    cfg->optimizer = LT_OPT_ADAM;
+    cfg->seed = 1;
+    cfg->val = 10000;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* What a run is, as stored in the state file: the settings that must not change
+ * on resume, then the counters. */
+typedef struct run_state {
+    int epoch;            /* epochs completed */
+    int batch;            /* batches of epoch+1 completed (0 at an epoch boundary) */
+    int64_t step;         /* optimizer steps taken */
+    double loss_sum;      /* sum of loss*images over the batches of the current epoch */
+    char *metrics;        /* metrics.csv so far */
+} run_state;
+
+static int path_in(char *buf, size_t size, const char *dir, const char *name, lt_err *err)
+{
+    int n = snprintf(buf, size, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= size) return lt_errf(err, LT_EINVAL, "output path too long: %s/%s", dir, name);
+    return 0;
+}
+
+static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_optim *o,
+                      const run_state *rs, lt_err *err)
+{
+    char path[4096];
+    int rc = path_in(path, sizeof path, cfg->out_dir, STATE_FILE, err);
+    if (rc) return rc;
+    int64_t n = (int64_t)m->n_params;
+    lt_st_entry e[3] = {{"params", LT_DT_F32, 1, &n, m->params}};
+    int ne = 1;
+    static const char *slot_names[2] = {"optim.slot0", "optim.slot1"};
+    for (int s = 0; s < lt_optim_slots(o); s++) e[ne++] = (lt_st_entry){slot_names[s], LT_DT_F32, 1, &n, o->slot[s]};
+    char v[16][64];
+    snprintf(v[0], 64, "%d,%d,%d", m->c, m->h, m->w);
+    snprintf(v[1], 64, "%.9g", m->dropout);
+    snprintf(v[2], 64, "%d", rs->epoch);
+    snprintf(v[3], 64, "%d", rs->batch);
+    snprintf(v[4], 64, "%lld", (long long)rs->step);
+    snprintf(v[5], 64, "%.17g", rs->loss_sum);
+    snprintf(v[6], 64, "%d", cfg->batch);
+    snprintf(v[7], 64, "%.17g", cfg->lr);
+    snprintf(v[8], 64, "%.17g", cfg->weight_decay);
+    snprintf(v[9], 64, "%.17g", cfg->momentum);
+    snprintf(v[10], 64, "%llu", (unsigned long long)cfg->seed);
+    snprintf(v[11], 64, "%d", cfg->val);
+    snprintf(v[12], 64, "%d", cfg->limit);
+    snprintf(v[13], 64, "%d", cfg->epochs);
+    const char *meta[] = {"latent.state.format", STATE_FORMAT, "spec", m->spec, "input", v[0], "dropout", v[1],
+                          "epoch", v[2], "batch", v[3], "step", v[4], "loss_sum", v[5], "batch_size", v[6],
+                          "lr", v[7], "weight_decay", v[8], "momentum", v[9], "seed", v[10], "val", v[11],
+                          "limit", v[12], "epochs", v[13], "optimizer", lt_opt_name(o->kind),
+                          "metrics", rs->metrics};
+    return lt_st_write(path, e, ne, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
+}
+
+static const char *get_meta(const lt_st_file *f, const char *key, const char *path, int *rc, lt_err *err)
+{
+    const char *v = lt_st_meta(f, key);
+    if (!v && !*rc) *rc = lt_errf(err, LT_EFORMAT, "%s: training state has no '%s'", path, key);
+    return v ? v : "";
+}
+
+int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, size_t spec_size,
+                         lt_err *err)
+{
+    char path[4096];
+    int rc = path_in(path, sizeof path, dir, STATE_FILE, err);
+    lt_st_file f;
+    if (rc || (rc = lt_st_read(path, &f, err))) return rc;
+    const char *spec = get_meta(&f, "spec", path, &rc, err);
+    int opt = lt_opt_from_name(get_meta(&f, "optimizer", path, &rc, err));
+    cfg->batch = atoi(get_meta(&f, "batch_size", path, &rc, err));
+    cfg->lr = strtod(get_meta(&f, "lr", path, &rc, err), NULL);
+    cfg->weight_decay = strtod(get_meta(&f, "weight_decay", path, &rc, err), NULL);
+    cfg->momentum = strtod(get_meta(&f, "momentum", path, &rc, err), NULL);
+    cfg->seed = strtoull(get_meta(&f, "seed", path, &rc, err), NULL, 10);
+    cfg->val = atoi(get_meta(&f, "val", path, &rc, err));
+    cfg->limit = atoi(get_meta(&f, "limit", path, &rc, err));
+    cfg->dropout = strtof(get_meta(&f, "dropout", path, &rc, err), NULL);
+    cfg->epochs = atoi(get_meta(&f, "epochs", path, &rc, err));
+    if (!rc && opt < 0) rc = lt_errf(err, LT_EFORMAT, "%s: unknown optimizer in training state", path);
+    if (!rc && strlen(spec) >= spec_size) rc = lt_errf(err, LT_EINVAL, "%s: spec too long", path);
+    if (!rc) {
+        cfg->optimizer = (lt_opt_kind)opt;
+        memcpy(spec_buf, spec, strlen(spec) + 1);
+        cfg->spec = spec_buf;
+    }
+    lt_st_free(&f);
+    return rc;
+}
+
+/* Load model, optimizer and counters of the run in cfg->out_dir, refusing
+ * settings that differ from the stored ones (they would change the run). */
+static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, run_state *rs, lt_err *err)
+{
+    lt_train_config st;
+    char spec[8192], path[4096];
+    int rc = lt_train_load_config(cfg->out_dir, &st, spec, sizeof spec, err);
+    if (rc) return rc;
+#define SAME(field, flag, fmt)                                                                          \
+    if (st.field != cfg->field)                                                                         \
+        return lt_errf(err, LT_EINVAL, "%s " fmt " differs from the run in %s (" fmt "); a resumed run " \
+                       "keeps its settings", flag, cfg->field, cfg->out_dir, st.field);
+    SAME(batch, "--batch", "%d")
+    SAME(lr, "--lr", "%g")
+    SAME(weight_decay, "--weight-decay", "%g")
+    SAME(momentum, "--momentum", "%g")
+    SAME(seed, "--seed", "%" PRIu64)
+    SAME(val, "--val", "%d")
+    SAME(limit, "--limit", "%d")
+    SAME(dropout, "--dropout", "%g")
+#undef SAME
+    if (st.optimizer != cfg->optimizer)
+        return lt_errf(err, LT_EINVAL, "--optimizer %s differs from the run in %s (%s); a resumed run keeps its settings",
+                       lt_opt_name(cfg->optimizer), cfg->out_dir, lt_opt_name(st.optimizer));
+    path_in(path, sizeof path, cfg->out_dir, STATE_FILE, err);
+    lt_st_file f;
+    if ((rc = lt_st_read(path, &f, err))) return rc;
+    int c = 0, h = 0, w = 0;
+    if (sscanf(get_meta(&f, "input", path, &rc, err), "%d,%d,%d", &c, &h, &w) != 3 && !rc)
+        rc = lt_errf(err, LT_EFORMAT, "%s: bad input shape", path);
+    rs->epoch = atoi(get_meta(&f, "epoch", path, &rc, err));
+    rs->batch = atoi(get_meta(&f, "batch", path, &rc, err));
+    rs->step = strtoll(get_meta(&f, "step", path, &rc, err), NULL, 10);
+    rs->loss_sum = strtod(get_meta(&f, "loss_sum", path, &rc, err), NULL);
+    const char *metrics = get_meta(&f, "metrics", path, &rc, err);
+    if (!rc && !(rs->metrics = strdup(metrics))) rc = lt_errf(err, LT_ENOMEM, "out of memory");
+    if (!rc) rc = lt_model_create(mp, st.spec, c, h, w, st.dropout, cfg->seed, err);
+    if (!rc) rc = lt_optim_init(o, st.optimizer, st.lr, st.weight_decay, st.momentum, (*mp)->n_params, err);
+    const char *names[3] = {"params", "optim.slot0", "optim.slot1"};
+    float *dst[3] = {rc ? NULL : (*mp)->params, o->slot[0], o->slot[1]};
+    for (int i = 0; !rc && i < 1 + lt_optim_slots(o); i++) {
+        const lt_st_tensor *t = lt_st_find(&f, names[i]);
+        if (!t || t->dtype != LT_DT_F32 || t->nbytes != (*mp)->n_params * sizeof(float))
+            rc = lt_errf(err, LT_EFORMAT, "%s: tensor '%s' is missing or does not have %zu floats", path, names[i],
+                         (*mp)->n_params);
+        else
+            memcpy(dst[i], t->data, t->nbytes);
+    }
+    o->t = rs->step;
+    lt_st_free(&f);
+    return rc;
+}
+
+static int append_metrics(run_state *rs, int epoch, double train, double val, double secs, double ips,
+                          lt_err *err)
+{
+    size_t old = rs->metrics ? strlen(rs->metrics) : 0;
+    char row[256];
+    int n = snprintf(row, sizeof row, "%s%d,%.8g,%.8g,%.3f,%.1f\n", old ? "" : METRICS_HEADER, epoch, train, val, secs, ips);
+    char *nm = realloc(rs->metrics, old + (size_t)n + 1);
+    if (!nm) return lt_errf(err, LT_ENOMEM, "out of memory");
+    memcpy(nm + old, row, (size_t)n + 1);
+    rs->metrics = nm;
+    return 0;
+}
+
+/* Persist everything for the current position: state first (it alone is
+ * enough to resume), then the exported model and metrics. */
+static int checkpoint(const lt_train_config *cfg, const lt_model *m, const lt_optim *o, const run_state *rs,
+                      lt_err *err)
+{
+    char path[4096];
+    int rc = save_state(cfg, m, o, rs, err);
+    if (!rc) rc = path_in(path, sizeof path, cfg->out_dir, "model.safetensors", err);
+    if (!rc) rc = lt_model_save(m, path, err);
+    if (!rc) rc = path_in(path, sizeof path, cfg->out_dir, "metrics.csv", err);
+    if (!rc && rs->metrics) rc = lt_write_file_atomic(path, rs->metrics, strlen(rs->metrics), err);
+    return rc;
+}
+
+static int check_config(const lt_train_config *cfg, const lt_dataset *ds, lt_err *err)
+{
+    if (!cfg->out_dir || !*cfg->out_dir) return lt_errf(err, LT_EINVAL, "--out: an output directory is required");
+    if (cfg->epochs <= 0) return lt_errf(err, LT_EINVAL, "--epochs must be positive, found %d", cfg->epochs);
+    if (cfg->batch <= 0) return lt_errf(err, LT_EINVAL, "--batch must be positive, found %d", cfg->batch);
+    if (cfg->val < 0 || cfg->val >= ds->n)
+        return lt_errf(err, LT_EINVAL, "--val %d must leave training images (the training file has %d)", cfg->val, ds->n);
+    if (cfg->limit < 0) return lt_errf(err, LT_EINVAL, "--limit must be >= 0, found %d", cfg->limit);
+    return 0;
+}
+
+int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn progress, void *ctx,
+             lt_train_result *result, lt_err *err)
+{
+    int rc = check_config(cfg, ds, err);
+    if (rc) return rc;
+    const int nval = cfg->val, pool = ds->n - nval;
+    const int ntrain = cfg->limit && cfg->limit < pool ? cfg->limit : pool;
+    const int nbatches = (ntrain + cfg->batch - 1) / cfg->batch;
+    char path[4096];
+    struct stat sb;
+    if (mkdir(cfg->out_dir, 0777) != 0 && errno != EEXIST)
+        return lt_errf(err, LT_EIO, "--out %s: cannot create directory: %s", cfg->out_dir, strerror(errno));
+    if ((rc = path_in(path, sizeof path, cfg->out_dir, STATE_FILE, err))) return rc;
+    int have_state = stat(path, &sb) == 0;
+    if (cfg->resume && !have_state)
+        return lt_errf(err, LT_EINVAL, "--resume: %s holds no run to resume (no %s)", cfg->out_dir, STATE_FILE);
+    if (!cfg->resume && have_state)
+        return lt_errf(err, LT_EINVAL, "--out %s already holds a run: pass --resume to continue it, or choose another directory",
+                       cfg->out_dir);
+
+    lt_model *m = NULL;
+    lt_optim opt = {0};
+    run_state rs = {0};
+    lt_workspace *ws = NULL;
+    int *order = NULL;
+    if (cfg->resume) {
+        rc = load_state(cfg, &m, &opt, &rs, err);
+    } else {
+        char spec[4096];
+        const char *sp = cfg->spec;
+        if (!sp) {
+            if (cfg->latent <= 0) rc = lt_errf(err, LT_EINVAL, "--latent must be positive, found %d", cfg->latent);
+            else rc = lt_default_spec(spec, sizeof spec, cfg->latent);
+            sp = spec;
+        }
+        if (!rc) rc = lt_model_create(&m, sp, ds->c, ds->h, ds->w, cfg->dropout, cfg->seed, err);
+        if (!rc) rc = lt_optim_init(&opt, cfg->optimizer, cfg->lr, cfg->weight_decay, cfg->momentum, m->n_params, err);
+    }
+    if (!rc && (m->c != ds->c || m->h != ds->h || m->w != ds->w))
+        rc = lt_errf(err, LT_EINVAL, "the data has %dx%dx%d images but the run in %s was trained on %dx%dx%d",
+                     ds->c, ds->h, ds->w, cfg->out_dir, m->c, m->h, m->w);
+    if (!rc) rc = lt_workspace_create(&ws, m, cfg->batch, 1, err);
+    if (!rc && !(order = lt_malloc(sizeof(int) * (size_t)ntrain, err))) rc = LT_ENOMEM;
+
+    const size_t isz = (size_t)ds->c * ds->h * ds->w;
+    const double t0 = now_seconds();
+    const int first_epoch = rs.epoch;
+    const long total_batches = (long)(cfg->epochs - first_epoch) * nbatches - rs.batch;
+    long batches_run = 0;
+    lt_train_result res = {0};
+    for (int epoch = rs.epoch; !rc && epoch < cfg->epochs; epoch++) {
+        /* The data order of an epoch depends only on the seed and the epoch. */
+        for (int i = 0; i < ntrain; i++) order[i] = i;
+        lt_rng r = lt_rng_for(cfg->seed, (uint64_t)epoch, 0x5EED, 0);
+        lt_rng_shuffle(&r, order, (size_t)ntrain);
+        const double e0 = now_seconds();
+        int images = 0;
+        for (int b = rs.batch; b < nbatches; b++) {
+            int bn = ntrain - b * cfg->batch < cfg->batch ? ntrain - b * cfg->batch : cfg->batch;
+            lt_images_to_float(ws->act[0], ds, order + (size_t)b * cfg->batch, 0, bn);
+            memcpy(ws->target, ws->act[0], sizeof(float) * isz * bn);
+            double loss = lt_net_train_step(m, ws, bn, cfg->seed, (uint64_t)rs.step, cfg->threads);
+            if (!isfinite(loss)) {
+                rc = lt_errf(err, LT_ENAN,
+                             "training diverged at epoch %d, batch %d: the loss is %g. The last good checkpoint "
+                             "(after epoch %d) is kept in %s; try a smaller learning rate (--lr %g)",
+                             epoch + 1, b + 1, loss, epoch, cfg->out_dir, cfg->lr / 10);
+                break;
+            }
+            lt_optim_step(&opt, m->params, ws->grad);
+            rs.step++;
+            rs.batch = b + 1;
+            rs.loss_sum += loss * bn;
+            images += bn;
+            batches_run++;
+            double el = now_seconds() - e0, all = now_seconds() - t0;
+            if (progress) {
+                lt_progress p = {.epoch = epoch + 1, .epochs = cfg->epochs, .batch = b + 1, .batches = nbatches,
+                                 .train_loss = rs.loss_sum / ((double)(b + 1 < nbatches ? (b + 1) * cfg->batch : ntrain)),
+                                 .images_per_sec = images / (el > 0 ? el : 1e-9), .epoch_seconds = el,
+                                 .eta_seconds = all / batches_run * (double)(total_batches - batches_run)};
+                progress(ctx, &p);
+            }
+            if (cfg->stop && *cfg->stop && b + 1 < nbatches) {
+                rc = checkpoint(cfg, m, &opt, &rs, err);
+                if (!rc) rc = lt_errf(err, LT_EINTR, "stopped at epoch %d, batch %d of %d; the run is saved in %s: "
+                                      "continue it with --resume", epoch + 1, b + 1, nbatches, cfg->out_dir);
+                break;
+            }
+        }
+        if (rc) break;
+        double val = NAN;
+        if (nval > 0 && (rc = lt_model_eval_mse(m, ds, pool, nval, cfg->threads, &val, err))) break;
+        double secs = now_seconds() - e0;
+        res.train_loss = rs.loss_sum / ntrain;
+        res.val_loss = val;
+        res.images_per_sec = images / (secs > 0 ? secs : 1e-9);
+        if ((rc = append_metrics(&rs, epoch + 1, res.train_loss, val, secs, res.images_per_sec, err))) break;
+        rs.epoch = epoch + 1;
+        rs.batch = 0;
+        rs.loss_sum = 0.0;
+        if ((rc = checkpoint(cfg, m, &opt, &rs, err))) break;
+        res.epochs_done = rs.epoch;
+        if (progress) {
+            double all = now_seconds() - t0;
+            lt_progress p = {.epoch = epoch + 1, .epochs = cfg->epochs, .batch = nbatches, .batches = nbatches,
+                             .train_loss = res.train_loss, .val_loss = val, .images_per_sec = res.images_per_sec,
+                             .epoch_seconds = secs, .epoch_done = 1,
+                             .eta_seconds = batches_run ? all / batches_run * (double)(total_batches - batches_run) : 0};
+            progress(ctx, &p);
+        }
+        if (cfg->stop && *cfg->stop && epoch + 1 < cfg->epochs) {
+            rc = lt_errf(err, LT_EINTR, "stopped after epoch %d; the run is saved in %s: continue it with --resume",
+                         epoch + 1, cfg->out_dir);
+            break;
+        }
+    }
+    res.seconds = now_seconds() - t0;
+    if (result) *result = res;
+    free(order);
+    free(rs.metrics);
+    lt_workspace_free(ws);
+    lt_optim_free(&opt);
+    lt_model_free(m);
+    (void)first_epoch;
+    return rc;
+}

@@ -1,0 +1,117 @@
+/* The command-line tool as a user meets it: help, bad flags (one line naming
+ * the flag, exit code 2), and a tiny train/eval/reconstruct on IDX files the
+ * test writes itself. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "io/png.h"
+#include "testutil.h"
+
+/* Run a shell command; returns its exit code and its stdout+stderr in out. */
+static int sh(char *out, size_t size, const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_idx(const char *dir, const char *name, const lt_dataset *ds, int labels)
+{
+    size_t hdr = labels ? 8 : 16, n = labels ? (size_t)ds->n : (size_t)ds->n * ds->h * ds->w;
+    unsigned char *buf = malloc(hdr + n);
+    uint32_t dims[3] = {(uint32_t)ds->n, (uint32_t)ds->h, (uint32_t)ds->w};
+    buf[0] = buf[1] = 0, buf[2] = 8, buf[3] = labels ? 1 : 3;
+    for (int d = 0; d < (labels ? 1 : 3); d++)
+        for (int b = 0; b < 4; b++) buf[4 + 4 * d + b] = (unsigned char)(dims[d] >> (24 - 8 * b));
+    memcpy(buf + hdr, labels ? ds->labels : ds->images, n);
+    free(tu_write(dir, name, buf, hdr + n));
+    free(buf);
+}
+
+static void test_help_and_bad_flags(void **state)
+{
+    (void)state;
+    char out[8192];
+    assert_int_equal(sh(out, sizeof out, "%s --help", LATENT_CLI), 0);
+    assert_non_null(strstr(out, "train"));
+    assert_int_equal(sh(out, sizeof out, "%s train --help", LATENT_CLI), 0);
+    assert_non_null(strstr(out, "--weight-decay"));
+    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --lr abc", LATENT_CLI), 2);
+    assert_non_null(strstr(out, "--lr"));
+    assert_non_null(strstr(out, "abc"));
+    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --batch 0", LATENT_CLI), 2);
+    assert_non_null(strstr(out, "--batch"));
+    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --optimizer adamax", LATENT_CLI), 2);
+    assert_non_null(strstr(out, "adamax"));
+    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --frobnicate", LATENT_CLI), 2);
+    assert_non_null(strstr(out, "--frobnicate"));
+    assert_int_equal(sh(out, sizeof out, "%s frobnicate", LATENT_CLI), 2);
+    assert_int_equal(sh(out, sizeof out, "%s eval /nonexistent.safetensors", LATENT_CLI), 1);
+    assert_non_null(strstr(out, "/nonexistent.safetensors"));
+}
+
+static void test_train_eval_reconstruct(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), out[8192];
+    lt_dataset ds;
+    tu_make_dataset(&ds, 200, 28, 28, 3);
+    write_idx(dir, "train-images-idx3-ubyte", &ds, 0);
+    write_idx(dir, "train-labels-idx1-ubyte", &ds, 1);
+    write_idx(dir, "t10k-images-idx3-ubyte", &ds, 0);
+    write_idx(dir, "t10k-labels-idx1-ubyte", &ds, 1);
+    int rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40 --json", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("train failed: %s", out);
+    assert_non_null(strstr(out, "\"val_loss\""));
+    rc = sh(out, sizeof out, "%s eval %s/run/model.safetensors --data %s --json", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("eval failed: %s", out);
+    assert_non_null(strstr(out, "\"test_mse\""));
+    assert_non_null(strstr(out, "\"n\": 200"));
+    rc = sh(out, sizeof out, "%s reconstruct %s/run/model.safetensors --data %s --out %s/rec.png --count 20", LATENT_CLI,
+            dir, dir, dir);
+    if (rc) fail_msg("reconstruct failed: %s", out);
+    char png[4200];
+    snprintf(png, sizeof png, "%s/rec.png", dir);
+    uint8_t *pix;
+    int w, h;
+    lt_err err = {0};
+    assert_int_equal(lt_png_read_gray(png, &pix, &w, &h, &err), 0);
+    /* 20 digits: two row pairs of 16 columns, 3x scale, 2-pixel gaps. */
+    assert_int_equal(w, 16 * (28 * 3 + 2) + 2);
+    assert_int_equal(h, 4 * (28 * 3 + 2) + 2);
+    free(pix);
+    /* Resuming a finished run to more epochs works; a run in place is not overwritten. */
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40", LATENT_CLI, dir, dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "--resume"));
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 3 --resume", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("resume failed: %s", out);
+    assert_non_null(strstr(out, "epoch 3/3"));
+    lt_dataset_free(&ds);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_help_and_bad_flags),
+                                       cmocka_unit_test(test_train_eval_reconstruct)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,244 @@
+/* Training: determinism across thread counts, exact resume (after whole epochs
+ * and after an interruption mid-epoch), divergence detection, and refusal to
+ * overwrite a run. Uses a small synthetic dataset the test makes itself. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "testutil.h"
+
+static lt_dataset ds;
+
+static int setup(void **state)
+{
+    (void)state;
+    tu_make_dataset(&ds, 300, 28, 28, 7);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    lt_dataset_free(&ds);
+    return 0;
+}
+
+static void base_config(lt_train_config *cfg, const char *dir)
+{
+    lt_train_config_default(cfg);
+    cfg->out_dir = dir;
+    cfg->epochs = 2;
+    cfg->batch = 40;        /* 250 training images: 7 batches, the last one short */
+    cfg->val = 50;
+    cfg->dropout = 0.2f;    /* exercises the per-sample dropout streams */
+    cfg->threads = 1;
+}
+
+static char *path(const char *dir, const char *name)
+{
+    char *p = malloc(4096);
+    snprintf(p, 4096, "%s/%s", dir, name);
+    return p;
+}
+
+/* Compare two files byte for byte. */
+static void assert_same_file(const char *a, const char *b)
+{
+    void *x, *y;
+    size_t nx, ny;
+    lt_err err = {0};
+    assert_int_equal(lt_read_file(a, &x, &nx, &err), 0);
+    assert_int_equal(lt_read_file(b, &y, &ny, &err), 0);
+    assert_int_equal(nx, ny);
+    if (memcmp(x, y, nx) != 0) fail_msg("%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+/* The file with each line cut after its third field. */
+static char *loss_columns(const char *file)
+{
+    void *data;
+    size_t n;
+    lt_err err = {0};
+    assert_int_equal(lt_read_file(file, &data, &n, &err), 0);
+    char *in = data, *out = calloc(n + 1, 1);
+    size_t o = 0;
+    int field = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '\n') field = 0;
+        else if (in[i] == ',') field++;
+        if (field < 3) out[o++] = in[i];
+    }
+    free(data);
+    return out;
+}
+
+static void run(lt_train_config *cfg, int expect)
+{
+    lt_err err = {0};
+    lt_train_result res;
+    int rc = lt_train(cfg, &ds, NULL, NULL, &res, &err);
+    if (rc != expect) fail_msg("lt_train returned %d, expected %d: %s", rc, expect, err.msg);
+}
+
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    char *d1 = tu_mkdtemp(), *d2 = tu_mkdtemp();
+    lt_train_config cfg;
+    base_config(&cfg, d1);
+    run(&cfg, 0);
+    base_config(&cfg, d2);
+    cfg.threads = 2;
+    run(&cfg, 0);
+    char *a = path(d1, "model.safetensors"), *b = path(d2, "model.safetensors");
+    assert_same_file(a, b);
+    free(a), free(b);
+    /* Training did something: the weights differ from a fresh model's. */
+    lt_model *m, *fresh;
+    lt_err err = {0};
+    a = path(d1, "model.safetensors");
+    assert_int_equal(lt_model_load(&m, a, &err), 0);
+    char spec[1024];
+    lt_default_spec(spec, sizeof spec, 2);
+    assert_int_equal(lt_model_create(&fresh, spec, 1, 28, 28, 0.2f, 1, &err), 0);
+    double mse_trained, mse_fresh;
+    assert_int_equal(lt_model_eval_mse(m, &ds, 250, 50, 1, &mse_trained, &err), 0);
+    assert_int_equal(lt_model_eval_mse(fresh, &ds, 250, 50, 1, &mse_fresh, &err), 0);
+    assert_true(mse_trained < mse_fresh);
+    lt_model_free(m), lt_model_free(fresh);
+    free(a);
+    tu_rmtree(d1), tu_rmtree(d2);
+    free(d1), free(d2);
+}
+
+static void test_resume_exact(void **state)
+{
+    (void)state;
+    char *d1 = tu_mkdtemp(), *d2 = tu_mkdtemp();
+    lt_train_config cfg;
+    base_config(&cfg, d1);
+    run(&cfg, 0);
+    base_config(&cfg, d2);
+    cfg.epochs = 1;
+    run(&cfg, 0);
+    base_config(&cfg, d2);
+    cfg.resume = 1;
+    run(&cfg, 0);
+    const char *files[] = {"model.safetensors", "train_state.safetensors", "metrics.csv"};
+    for (int i = 0; i < 3; i++) {
+        char *a = path(d1, files[i]), *b = path(d2, files[i]);
+        if (i == 2) {
+            /* metrics.csv holds wall times: compare only epoch,train_loss,val_loss. */
+            char *x = loss_columns(a), *y = loss_columns(b);
+            assert_string_equal(x, y);
+            assert_non_null(strstr(x, "\n2,"));
+            free(x), free(y);
+        } else if (i == 0) {
+            assert_same_file(a, b);
+        }
+        free(a), free(b);
+    }
+    tu_rmtree(d1), tu_rmtree(d2);
+    free(d1), free(d2);
+}
+
+/* A stop request mid-epoch saves the run; resuming it ends bit-identical to
+ * an uninterrupted run. */
+static volatile int stop_flag;
+static int stop_after;
+
+static void stop_progress(void *ctx, const lt_progress *p)
+{
+    (void)ctx;
+    if (!p->epoch_done && p->epoch == 2 && p->batch == stop_after) stop_flag = 1;
+}
+
+static void test_interrupt_and_resume(void **state)
+{
+    (void)state;
+    char *d1 = tu_mkdtemp(), *d2 = tu_mkdtemp();
+    lt_train_config cfg;
+    base_config(&cfg, d1);
+    cfg.epochs = 3;
+    run(&cfg, 0);
+
+    base_config(&cfg, d2);
+    cfg.epochs = 3;
+    cfg.stop = &stop_flag;
+    stop_flag = 0;
+    stop_after = 3;
+    lt_err err = {0};
+    int rc = lt_train(&cfg, &ds, stop_progress, NULL, NULL, &err);
+    assert_int_equal(rc, LT_EINTR);
+    assert_non_null(strstr(err.msg, "--resume"));
+    stop_flag = 0;
+    base_config(&cfg, d2);
+    cfg.epochs = 3;
+    cfg.resume = 1;
+    run(&cfg, 0);
+    char *a = path(d1, "model.safetensors"), *b = path(d2, "model.safetensors");
+    assert_same_file(a, b);
+    free(a), free(b);
+    tu_rmtree(d1), tu_rmtree(d2);
+    free(d1), free(d2);
+}
+
+static void test_divergence_reported(void **state)
+{
+    (void)state;
+    char *d = tu_mkdtemp();
+    lt_train_config cfg;
+    base_config(&cfg, d);
+    cfg.optimizer = LT_OPT_SGD;
+    cfg.lr = 1e30;  /* certain to blow up */
+    cfg.epochs = 3;
+    lt_err err = {0};
+    int rc = lt_train(&cfg, &ds, NULL, NULL, NULL, &err);
+    assert_int_equal(rc, LT_ENAN);
+    assert_non_null(strstr(err.msg, "epoch"));
+    assert_non_null(strstr(err.msg, "--lr"));
+    tu_rmtree(d);
+    free(d);
+}
+
+static void test_refuses_existing_run_and_checks_resume(void **state)
+{
+    (void)state;
+    char *d = tu_mkdtemp();
+    lt_train_config cfg;
+    base_config(&cfg, d);
+    cfg.epochs = 1;
+    run(&cfg, 0);
+    lt_err err = {0};
+    assert_int_equal(lt_train(&cfg, &ds, NULL, NULL, NULL, &err), LT_EINVAL);
+    assert_non_null(strstr(err.msg, "--resume"));
+    cfg.resume = 1;
+    cfg.lr = 0.5;
+    cfg.epochs = 2;
+    assert_int_equal(lt_train(&cfg, &ds, NULL, NULL, NULL, &err), LT_EINVAL);
+    assert_non_null(strstr(err.msg, "--lr"));
+    tu_rmtree(d);
+    free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_interrupt_and_resume),
+        cmocka_unit_test(test_divergence_reported),
+        cmocka_unit_test(test_refuses_existing_run_and_checks_resume),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,91 @@
+#define _XOPEN_SOURCE 700
+#include "testutil.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+char *tu_mkdtemp(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *path = malloc(4096);
+    snprintf(path, 4096, "%s/latent-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(path)) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+void tu_rmtree(const char *dir)
+{
+    if (dir) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *tu_write(const char *dir, const char *name, const void *data, size_t n)
+{
+    char *path = malloc(4096);
+    snprintf(path, 4096, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        if (n) fwrite(data, 1, n, f);
+        fclose(f);
+    }
+    return path;
+}
+
+double tu_close_ratio(const float *a, const float *b, size_t n, double atol, double rtol)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs((double)a[i] - b[i]) / (atol + rtol * fabs((double)b[i]));
+        if (!(r <= worst)) worst = r; /* NaN propagates as "not close" */
+    }
+    return worst;
+}
+
+double tu_norm(const float *a, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * a[i];
+    return sqrt(s);
+}
+
+void tu_fill_uniform(float *a, size_t n, float lo, float hi, uint64_t seed)
+{
+    lt_rng r;
+    lt_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) a[i] = lo + (hi - lo) * lt_rng_uniform(&r);
+}
+
+void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed)
+{
+    lt_rng r;
+    lt_rng_seed(&r, seed);
+    ds->n = n, ds->c = 1, ds->h = h, ds->w = w, ds->n_classes = 10;
+    ds->images = calloc((size_t)n * h * w, 1);
+    ds->labels = calloc((size_t)n, 1);
+    for (int i = 0; i < n; i++) {
+        int label = (int)lt_rng_below(&r, 10);
+        ds->labels[i] = (uint8_t)label;
+        /* A blob whose position depends on the label, plus noise: learnable. */
+        double cy = h * (0.25 + 0.05 * (label % 5)), cx = w * (0.25 + 0.1 * (label / 5));
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double d2 = (y - cy) * (y - cy) + (x - cx) * (x - cx);
+                double v = 255.0 * exp(-d2 / (0.02 * h * w)) + 20.0 * lt_rng_uniform(&r);
+                ds->images[((size_t)i * h + y) * w + x] = (uint8_t)(v > 255 ? 255 : v);
+            }
+    }
+}

@@ -1,0 +1,24 @@
+/* Helpers shared by the tests (linked into every test program). */
+#ifndef LATENT_TESTUTIL_H
+#define LATENT_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "latent.h"
+
+/* A fresh directory under $TMPDIR (or /tmp); the caller removes it with tu_rmtree. */
+char *tu_mkdtemp(void);
+void tu_rmtree(const char *dir);
+/* Write bytes to DIR/NAME; returns the malloc'ed path. */
+char *tu_write(const char *dir, const char *name, const void *data, size_t n);
+/* Largest |a-b| / (atol + rtol*|b|) over n values: <= 1 means all close. */
+double tu_close_ratio(const float *a, const float *b, size_t n, double atol, double rtol);
+/* Euclidean norm. */
+double tu_norm(const float *a, size_t n);
+/* Fill with U(lo, hi) from a seeded generator. */
+void tu_fill_uniform(float *a, size_t n, float lo, float hi, uint64_t seed);
+/* A small synthetic image dataset: n images of h x w with blobs, labels 0..9. */
+void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed);
+
+#endif
