@@ -40,34 +40,6 @@ static void on_png_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-/* Returns 0, or -1 with ctx->msg set. */
-static int encode(FILE *fp, const uint8_t *pixels, int width, int height, png_ctx *ctx)
-{
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, on_png_error, on_png_warning);
-    if (!png) {
-        snprintf(ctx->msg, sizeof ctx->msg, "out of memory");
-        return -1;
-    }
-    png_infop info = png_create_info_struct(png);
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
-        snprintf(ctx->msg, sizeof ctx->msg, "out of memory");
-        return -1;
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        return -1;
-    }
-    png_init_io(png, fp);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < height; y++) png_write_row(png, pixels + (size_t)y * (size_t)width);
-    png_write_end(png, info);
-    png_destroy_write_struct(&png, &info);
-    return 0;
-}
-
 int lt_png_write_gray(const char *path, const uint8_t *pixels, int width, int height, lt_err *err)
 {
     if (!path || !pixels) return lt_errf(err, LT_EINVAL, "lt_png_write_gray: no path or no pixels");
@@ -76,42 +48,24 @@ int lt_png_write_gray(const char *path, const uint8_t *pixels, int width, int he
     if (width <= 0 || height <= 0 || width > PNG_USER_WIDTH_MAX || height > PNG_USER_HEIGHT_MAX)
         return lt_errf(err, LT_EINVAL, "%s: bad PNG size %dx%d (each side must be 1 to %d)", path, width, height,
                        (int)PNG_USER_WIDTH_MAX);
-    size_t len = strlen(path);
-    char *tmp = lt_malloc(len + 16, err);
-    if (!tmp) return LT_ENOMEM;
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return lt_errf(err, LT_EIO, "%s: cannot create a temporary file next to it: %s", path, strerror(e));
-    }
-    /* mkstemp() makes the file 0600; a picture is for everyone to look at. */
+    /* Encode in memory with libpng's simplified API (no longjmp to contain),
+     * then hand the bytes to the one atomic writer every file of latent uses. */
+    png_image image;
+    memset(&image, 0, sizeof image);
+    image.version = PNG_IMAGE_VERSION;
+    image.width = (png_uint_32)width;
+    image.height = (png_uint_32)height;
+    image.format = PNG_FORMAT_GRAY;
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&image, NULL, &size, 0, pixels, 0, NULL))
+        return lt_errf(err, LT_EIO, "%s: cannot encode PNG: %s", path, image.message);
+    void *buf = lt_malloc(size, err);
+    if (!buf) return LT_ENOMEM;
     int rc = 0;
-    if (fchmod(fd, 0644) != 0) rc = lt_errf(err, LT_EIO, "%s: cannot set permissions: %s", path, strerror(errno));
-    FILE *fp = NULL;
-    if (rc == 0 && !(fp = fdopen(fd, "wb"))) rc = lt_errf(err, LT_EIO, "%s: %s", path, strerror(errno));
-    if (!fp) close(fd);
-
-    png_ctx ctx = {{0}, NULL, NULL, 0};
-    if (rc == 0) {
-        errno = 0;
-        if (encode(fp, pixels, width, height, &ctx) != 0) {
-            /* libpng's "Write Error" says little; errno from the failed
-             * fwrite() usually says why (ENOSPC, EIO). */
-            int e = errno;
-            rc = lt_errf(err, LT_EIO, "%s: cannot write PNG: %s%s%s", path, ctx.msg, e ? ": " : "", e ? strerror(e) : "");
-        }
-    }
-    /* fsync before rename: otherwise a crash can leave the new name pointing
-     * at an empty file on some filesystems, and the old picture is gone. */
-    if (fp && rc == 0 && fflush(fp) != 0) rc = lt_errf(err, LT_EIO, "%s: write failed: %s", path, strerror(errno));
-    if (fp && rc == 0 && fsync(fileno(fp)) != 0) rc = lt_errf(err, LT_EIO, "%s: fsync failed: %s", path, strerror(errno));
-    if (fp && fclose(fp) != 0 && rc == 0) rc = lt_errf(err, LT_EIO, "%s: close failed: %s", path, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = lt_errf(err, LT_EIO, "%s: cannot rename the temporary file into place: %s", path, strerror(errno));
-    if (rc != 0) unlink(tmp);
-    free(tmp);
+    if (!png_image_write_to_memory(&image, buf, &size, 0, pixels, 0, NULL))
+        rc = lt_errf(err, LT_EIO, "%s: cannot encode PNG: %s", path, image.message);
+    if (!rc) rc = lt_write_file_atomic(path, buf, size, err);
+    free(buf);
     return rc;
 }
 
