@@ -811,5 +811,7 @@ int main(void)
         cmocka_unit_test(test_model_relu),
         cmocka_unit_test(test_model_two_chunks),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    tu_release_threads();
+    return rc;
 }

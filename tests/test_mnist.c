@@ -68,5 +68,7 @@ static void test_short_run_beats_mean_image(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_short_run_beats_mean_image)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    tu_release_threads();
+    return rc;
 }

@@ -273,5 +273,7 @@ int main(void)
         cmocka_unit_test(test_activations), cmocka_unit_test(test_losses),
         cmocka_unit_test(test_model),       cmocka_unit_test(test_optimizers),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    tu_release_threads();
+    return rc;
 }

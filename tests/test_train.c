@@ -240,5 +240,7 @@ int main(void)
         cmocka_unit_test(test_divergence_reported),
         cmocka_unit_test(test_refuses_existing_run_and_checks_resume),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    tu_release_threads();
+    return rc;
 }

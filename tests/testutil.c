@@ -3,6 +3,7 @@
 
 #include <ftw.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,3 +90,5 @@ void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed)
             }
     }
 }
+
+void tu_release_threads(void) { omp_pause_resource_all(omp_pause_hard); }

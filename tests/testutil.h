@@ -21,4 +21,8 @@ void tu_fill_uniform(float *a, size_t n, float lo, float hi, uint64_t seed);
 /* A small synthetic image dataset: n images of h x w with blobs, labels 0..9. */
 void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed);
 
+/* Stop OpenMP's worker threads; call before main returns (see src/cli/main.c:
+ * LeakSanitizer's exit-time check can crash while parked workers are alive). */
+void tu_release_threads(void);
+
 #endif

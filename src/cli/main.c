@@ -1,4 +1,5 @@
 /* latent: command-line entry point. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,17 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
-    if (!strcmp(cmd, "reconstruct")) return cmd_reconstruct(argc - 1, argv + 1);
-    fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
-    return EXIT_USAGE;
+    int rc;
+    if (!strcmp(cmd, "train")) rc = cmd_train(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
+    else {
+        fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
+        rc = EXIT_USAGE;
+    }
+    /* Stop OpenMP's worker threads before exit: LeakSanitizer's exit-time
+     * check, which suspends every thread, has been seen to crash in its own
+     * tracer while parked OpenMP workers were still alive. */
+    omp_pause_resource_all(omp_pause_hard);
+    return rc;
 }
