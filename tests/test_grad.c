@@ -283,7 +283,7 @@ static double conv_case(const char *name, geo q, int transposed, float h, double
     c.ny = (size_t)c.n * q.oc * c.g.oh * c.g.ow;
     c.nw = (size_t)q.c * q.oc * q.k * q.k;
     c.nb = (size_t)q.oc;
-    c.cols = falloc(lt_conv_cols_size(&c.g, transposed));
+    c.cols = falloc(lt_conv_scratch_size(&c.g, transposed, c.n));
     c.fwd = transposed ? convt_fwd : conv_fwd;
     c.bwd = transposed ? convt_bwd : conv_bwd;
     case_alloc(&c, -1.0f, 1.0f);

@@ -106,7 +106,7 @@ static void test_conv_layers(void **state)
         assert_int_equal(ny, (size_t)cc->n * g.oc * g.oh * g.ow);
         float *out = calloc(ny, sizeof(float)), *gx = calloc(nx, sizeof(float));
         float *gw = calloc(count("%s.w", cc->name), sizeof(float)), *gb = calloc((size_t)g.oc, sizeof(float));
-        float *cols = calloc(lt_conv_cols_size(&g, cc->transposed), sizeof(float));
+        float *cols = calloc(lt_conv_scratch_size(&g, cc->transposed, cc->n), sizeof(float));
         if (cc->transposed) {
             lt_convt2d_forward(out, x, w, b, cc->n, &g, cols);
             lt_convt2d_backward(gx, gw, gb, dy, x, w, cc->n, &g, cols);

@@ -31,17 +31,17 @@ typedef struct lt_conv_geom {
 
 /* Fill in oh/ow from the rest; returns -1 if the output would be empty. */
 int lt_conv_geom_init(lt_conv_geom *g, int transposed);
-/* Floats of scratch one sample needs (the unfolded patch matrix). */
-size_t lt_conv_cols_size(const lt_conv_geom *g, int transposed);
+/* Floats of scratch the kernels below need for n samples at once. */
+size_t lt_conv_scratch_size(const lt_conv_geom *g, int transposed, int n);
 
 void lt_conv2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
-                       const lt_conv_geom *g, float *cols);
+                       const lt_conv_geom *g, float *scratch);
 void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, int n, const lt_conv_geom *g, float *cols);
+                        const float *w, int n, const lt_conv_geom *g, float *scratch);
 void lt_convt2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
-                        const lt_conv_geom *g, float *cols);
+                        const lt_conv_geom *g, float *scratch);
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                         const float *w, int n, const lt_conv_geom *g, float *cols);
+                         const float *w, int n, const lt_conv_geom *g, float *scratch);
 
 /* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. */
 void lt_dense_forward(float *out, const float *inp, const float *w, const float *b, int n, int nin,

@@ -30,7 +30,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
         const lt_layer *l = &m->layers[i];
         if (l->out_size > maxsz) maxsz = l->out_size;
         if (l->kind == LT_L_CONV || l->kind == LT_L_CONVT) {
-            size_t cs = lt_conv_cols_size(&l->g, l->kind == LT_L_CONVT);
+            size_t cs = lt_conv_scratch_size(&l->g, l->kind == LT_L_CONVT, max_batch < LT_CHUNK ? max_batch : LT_CHUNK);
             if (cs > cols) cols = cs;
         }
     }
