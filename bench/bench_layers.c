@@ -1,0 +1,188 @@
+/* Per-layer and whole-step speed of the default autoencoder, in GFLOP/s and
+ * as a share of this machine's peak.
+ *
+ *   build/bench_layers [--threads N] [--batch 256] [--latent 2] [--ghz 3.0]
+ *
+ * Each layer's forward and backward run on one chunk (LT_CHUNK samples) on
+ * one thread, repeated for about 0.3 s, median of 5; the whole training step
+ * runs on a batch with N threads. Peak = cores x 2 FMA units x 2 FLOP x vector
+ * floats (8 for AVX2, 16 for AVX-512) x clock; the clock is read from
+ * /proc/cpuinfo unless --ghz is given. FLOPs count 2 per multiply-add of the
+ * convolutions and dense layers only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nn/net.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Multiply-adds per sample of a layer's forward pass. */
+static double layer_macs(const lt_layer *l)
+{
+    switch (l->kind) {
+    case LT_L_CONV: return (double)l->g.oc * l->g.c * l->g.k * l->g.k * l->g.oh * l->g.ow;
+    case LT_L_CONVT: return (double)l->g.c * l->g.oc * l->g.k * l->g.k * l->g.h * l->g.w;
+    case LT_L_DENSE: return (double)l->in_c * l->out_c;
+    default: return 0.0;
+    }
+}
+
+static double cpu_ghz(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    double mhz = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "cpu MHz", 7)) {
+            mhz = atof(strchr(line, ':') + 1);
+            break;
+        }
+    if (f) fclose(f);
+    return mhz > 0 ? mhz / 1000.0 : 3.0;
+}
+
+static int vector_floats(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 16;
+    if (__builtin_cpu_supports("avx2")) return 8;
+    return 4;
+#else
+    return 4;
+#endif
+}
+
+typedef struct { const lt_model *m; lt_workspace *ws; int i, n, backward; } job;
+
+static void run_layer(const job *j)
+{
+    const lt_model *m = j->m;
+    const lt_layer *l = &m->layers[j->i];
+    lt_workspace *ws = j->ws;
+    lt_chunk *c = &ws->chunks[0];
+    const float *in = ws->act[j->i], *w = m->params + l->w_off, *b = m->params + l->b_off;
+    float *out = ws->act[j->i + 1];
+    float *dw = c->grads + l->w_off, *db = c->grads + l->b_off;
+    size_t len = (size_t)j->n * l->out_size;
+    if (!j->backward) {
+        switch (l->kind) {
+        case LT_L_CONV: lt_conv2d_forward(out, in, w, b, j->n, &l->g, c->cols); break;
+        case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, j->n, &l->g, c->cols); break;
+        case LT_L_DENSE: lt_dense_forward(out, in, w, b, j->n, l->in_c, l->out_c); break;
+        case LT_L_RELU: lt_relu_forward(out, in, len); break;
+        case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
+        default: break;
+        }
+    } else {
+        float *dinp = j->i > 0 ? c->d[1] : NULL;
+        switch (l->kind) {
+        case LT_L_CONV: lt_conv2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, c->cols); break;
+        case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, c->cols); break;
+        case LT_L_DENSE: lt_dense_backward(dinp, dw, db, c->d[0], in, w, j->n, l->in_c, l->out_c); break;
+        case LT_L_RELU: if (dinp) lt_relu_backward(dinp, c->d[0], out, len); break;
+        case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, c->d[0], out, len); break;
+        default: break;
+        }
+    }
+}
+
+static double time_median(void (*fn)(const void *), const void *arg)
+{
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        int iters = 0;
+        double t0 = now(), el;
+        do {
+            fn(arg);
+            iters++;
+            el = now() - t0;
+        } while (el < 0.06);
+        t[r] = el / iters;
+    }
+    qsort(t, 5, sizeof t[0], cmp);
+    return t[2];
+}
+
+static void layer_fn(const void *a) { run_layer(a); }
+
+typedef struct { const lt_model *m; lt_workspace *ws; int batch, threads; } step_job;
+static void step_fn(const void *a)
+{
+    const step_job *s = a;
+    lt_net_train_step(s->m, s->ws, s->batch, 1, 0, s->threads);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 1, batch = 256, latent = 2;
+    double ghz = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--latent")) latent = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ghz")) ghz = atof(argv[i + 1]);
+    }
+    if (ghz <= 0) ghz = cpu_ghz();
+    const int vf = vector_floats();
+    const double core_peak = 2.0 * 2.0 * vf * ghz; /* GFLOP/s per core */
+    char spec[1024];
+    lt_default_spec(spec, sizeof spec, latent);
+    lt_model *m;
+    lt_workspace *ws;
+    lt_err err = {0};
+    if (lt_model_create(&m, spec, 1, 28, 28, 0.0f, 1, &err) || lt_workspace_create(&ws, m, batch, 1, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)batch * 784; i++) ws->act[0][i] = ws->target[i] = (float)((i * 7919) % 256) / 255.0f;
+    lt_net_forward(m, ws, batch, 0, m->n_layers, 0, 0, 0, 1);
+    /* Any non-zero upstream gradient will do for timing. */
+    for (size_t i = 0; i < (size_t)LT_CHUNK * 784; i++) ws->chunks[0].d[0][i] = 1e-3f;
+    const int n = batch < LT_CHUNK ? batch : LT_CHUNK;
+    printf("peak: %.1f GFLOP/s per core (%d-float vectors, 2 FMA units, %.2f GHz), %.1f for %d threads\n\n",
+           core_peak, vf, ghz, core_peak * threads, threads);
+    printf("%-10s %-16s %12s %9s %7s %12s %9s %7s\n", "layer", "type", "fwd us/img", "GFLOP/s", "%peak",
+           "bwd us/img", "GFLOP/s", "%peak");
+    double tf_all = 0, tb_all = 0;
+    static const char *kinds[] = {"Conv2d", "ConvTranspose2d", "Linear", "ReLU", "Sigmoid", "Dropout", "Flatten", "Unflatten"};
+    for (int i = 0; i < m->n_layers; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN || l->kind == LT_L_DROPOUT) continue;
+        job jf = {m, ws, i, n, 0}, jb = {m, ws, i, n, 1};
+        double tf = time_median(layer_fn, &jf) / n, tb = time_median(layer_fn, &jb) / n;
+        tf_all += tf, tb_all += tb;
+        double mac = layer_macs(l);
+        if (mac > 0)
+            printf("%-10s %-16s %12.2f %9.2f %6.1f%% %12.2f %9.2f %6.1f%%\n", l->name, kinds[l->kind], tf * 1e6,
+                   2 * mac / tf * 1e-9, 200 * mac / tf * 1e-9 / core_peak, tb * 1e6, 4 * mac / tb * 1e-9,
+                   400 * mac / tb * 1e-9 / core_peak);
+        else
+            printf("%-10s %-16s %12.2f %9s %7s %12.2f\n", l->name, kinds[l->kind], tf * 1e6, "", "", tb * 1e6);
+    }
+    double macs = 0;
+    for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);
+    step_job sj = {m, ws, batch, threads};
+    double ts = time_median(step_fn, &sj) / batch;
+    printf("\nlayers, one thread: forward %.1f us/img, backward %.1f us/img\n", tf_all * 1e6, tb_all * 1e6);
+    printf("training step, batch %d, %d thread(s): %.1f us/img = %.0f images/s, %.2f GFLOP/s = %.1f%% of peak "
+           "(%.2f MFLOP per image)\n",
+           batch, threads, ts * 1e6, 1 / ts, 6 * macs / ts * 1e-9, 600 * macs / ts * 1e-9 / (core_peak * threads),
+           6 * macs * 1e-6);
+    lt_workspace_free(ws);
+    lt_model_free(m);
+    return 0;
+}
