@@ -28,7 +28,9 @@ static inline float sigmoid_expf(float x)
     x = x < -87.0f ? -87.0f : x;
     x = x > 87.0f ? 87.0f : x;
     float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    int32_t n = (int32_t)fn;
+    /* NaN stays NaN through r and p below; only the exponent must not come
+     * from converting NaN to an integer, which C leaves undefined. */
+    int32_t n = (int32_t)(fn == fn ? fn : 0.0f);
     float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -37,7 +39,7 @@ static inline float sigmoid_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = (n + 127) * (1 << 23);
+    uint32_t bits = (uint32_t)(n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

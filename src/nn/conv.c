@@ -8,6 +8,7 @@
  * GEMM covers them all: per-sample products of 8 or 16 rows are too small for
  * BLAS to run near its speed. */
 #include <cblas.h>
+#include <limits.h>
 #include <string.h>
 
 #include "nn/layers.h"
@@ -17,18 +18,22 @@ int lt_conv_geom_init(lt_conv_geom *g, int transposed)
     if (g->c <= 0 || g->h <= 0 || g->w <= 0 || g->oc <= 0 || g->k <= 0 || g->stride <= 0 ||
         g->pad < 0 || g->opad < 0)
         return -1;
+    /* In 64 bits: the sizes can come from a checkpoint made elsewhere. */
+    long long h = g->h, w = g->w, k = g->k, s = g->stride, p = g->pad, op = g->opad, oh, ow;
     if (transposed) {
         /* PyTorch requires output_padding < stride (or dilation). */
-        if (g->opad >= g->stride) return -1;
-        g->oh = (g->h - 1) * g->stride - 2 * g->pad + g->k + g->opad;
-        g->ow = (g->w - 1) * g->stride - 2 * g->pad + g->k + g->opad;
+        if (op >= s) return -1;
+        oh = (h - 1) * s - 2 * p + k + op;
+        ow = (w - 1) * s - 2 * p + k + op;
     } else {
-        if (g->opad != 0) return -1;
-        if (g->h + 2 * g->pad < g->k || g->w + 2 * g->pad < g->k) return -1;
-        g->oh = (g->h + 2 * g->pad - g->k) / g->stride + 1;
-        g->ow = (g->w + 2 * g->pad - g->k) / g->stride + 1;
+        if (op != 0 || h + 2 * p < k || w + 2 * p < k) return -1;
+        oh = (h + 2 * p - k) / s + 1;
+        ow = (w + 2 * p - k) / s + 1;
     }
-    return (g->oh > 0 && g->ow > 0) ? 0 : -1;
+    if (oh <= 0 || ow <= 0 || oh > INT_MAX || ow > INT_MAX) return -1;
+    g->oh = (int)oh;
+    g->ow = (int)ow;
+    return 0;
 }
 
 size_t lt_conv_scratch_size(const lt_conv_geom *g, int transposed, int n)

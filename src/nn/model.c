@@ -28,7 +28,8 @@ int lt_model_create(lt_model **out, const char *spec, int c, int h, int w, float
                     uint64_t seed, lt_err *err)
 {
     *out = NULL;
-    if (c <= 0 || h <= 0 || w <= 0) return lt_errf(err, LT_EINVAL, "input shape must be positive, found %dx%dx%d", c, h, w);
+    if (c <= 0 || h <= 0 || w <= 0 || (long long)c * h * w > (1LL << 26))
+        return lt_errf(err, LT_EINVAL, "input shape must be positive and at most 2^26 values, found %dx%dx%d", c, h, w);
     if (!(dropout >= 0.0f && dropout < 1.0f)) return lt_errf(err, LT_EINVAL, "dropout must be in [0, 1), found %g", dropout);
     lt_model *m = lt_calloc(1, sizeof *m, err);
     if (!m) return LT_ENOMEM;

@@ -56,7 +56,15 @@ static int read_args(cursor *c, double *args)
     }
 }
 
-static int is_int(double v, int lo) { return v == (double)(int)v && (int)v >= lo; }
+/* Layer arguments are small integers; the range test comes before the cast,
+ * which would be undefined for 1e10, inf or NaN. */
+#define MAX_ARG 65536
+static int is_int(double v, int lo) { return v >= lo && v <= MAX_ARG && v == (double)(int)v; }
+
+/* Checkpoints carry specs from elsewhere: shapes are computed in 64 bits and
+ * bounded, so no product can overflow an int or a size_t later. */
+#define MAX_VALUES_PER_SAMPLE (1LL << 26)
+#define MAX_PARAMS_PER_LAYER (1LL << 28)
 
 static int add_layer(lt_model *m, int *cap, lt_layer **out, lt_err *err)
 {
@@ -85,8 +93,8 @@ static int infer(lt_layer *l, const char *kind, const double *a, int na, lt_err 
                            kind, want, t ? "out,k,stride,pad,outpad" : "out,k,stride,pad", na);
         for (int i = 0; i < na; i++)
             if (!is_int(a[i], i < 3 ? 1 : 0))
-                return lt_errf(err, LT_EINVAL, "spec: %s: argument %d of %s must be a %s integer, found %g",
-                               nm, i + 1, kind, i < 3 ? "positive" : "non-negative", a[i]);
+                return lt_errf(err, LT_EINVAL, "spec: %s: argument %d of %s must be a %s integer up to %d, found %g",
+                               nm, i + 1, kind, i < 3 ? "positive" : "non-negative", MAX_ARG, a[i]);
         l->kind = t ? LT_L_CONVT : LT_L_CONV;
         l->g = (lt_conv_geom){.c = l->in_c, .h = l->in_h, .w = l->in_w, .oc = (int)a[0],
                               .k = (int)a[1], .stride = (int)a[2], .pad = (int)a[3],
@@ -98,7 +106,10 @@ static int infer(lt_layer *l, const char *kind, const double *a, int na, lt_err 
                            nm, kind, l->g.oc, l->g.k, l->g.stride, l->g.pad, t ? ",..." : "",
                            l->in_c, l->in_h, l->in_w);
         l->out_c = l->g.oc, l->out_h = l->g.oh, l->out_w = l->g.ow;
-        l->w_len = (size_t)l->g.oc * l->g.c * l->g.k * l->g.k;
+        size_t wl;
+        if (lt_mul_size((size_t)l->g.oc * l->g.k * l->g.k, (size_t)l->g.c, &wl) || wl > MAX_PARAMS_PER_LAYER)
+            return lt_errf(err, LT_EINVAL, "spec: %s: %s has too many parameters", nm, kind);
+        l->w_len = wl;
         l->b_len = (size_t)l->g.oc;
     } else if (!strcmp(kind, "dense")) {
         if (na != 1 || !is_int(a[0], 1))
@@ -109,12 +120,13 @@ static int infer(lt_layer *l, const char *kind, const double *a, int na, lt_err 
                            nm, l->in_c, l->in_h, l->in_w);
         l->kind = LT_L_DENSE;
         l->out_c = (int)a[0], l->out_h = l->out_w = 1;
-        l->w_len = (size_t)l->out_c * l->in_c;
+        l->w_len = (size_t)l->out_c * l->in_c; /* both bounded: at most 2^16 * 2^26 */
         l->b_len = (size_t)l->out_c;
     } else if (!strcmp(kind, "relu") || !strcmp(kind, "sigmoid") || !strcmp(kind, "flatten")) {
         if (na != 0) return lt_errf(err, LT_EINVAL, "spec: %s: %s takes no arguments", nm, kind);
         l->kind = kind[0] == 'r' ? LT_L_RELU : kind[0] == 's' ? LT_L_SIGMOID : LT_L_FLATTEN;
-        if (l->kind == LT_L_FLATTEN) l->out_c = l->in_c * l->in_h * l->in_w, l->out_h = l->out_w = 1;
+        /* The input is at most MAX_VALUES_PER_SAMPLE values, so this fits an int. */
+        if (l->kind == LT_L_FLATTEN) l->out_c = (int)((long long)l->in_c * l->in_h * l->in_w), l->out_h = l->out_w = 1;
     } else if (!strcmp(kind, "dropout")) {
         if (na > 1 || (na == 1 && !(a[0] >= 0.0 && a[0] < 1.0)))
             return lt_errf(err, LT_EINVAL, "spec: %s: dropout takes at most one probability in [0, 1)", nm);
@@ -133,8 +145,13 @@ static int infer(lt_layer *l, const char *kind, const double *a, int na, lt_err 
                        "spec: %s: unknown layer '%s' (expected conv, convt, dense, relu, sigmoid, "
                        "dropout, flatten or unflatten)", nm, kind);
     }
+    long long out = (long long)l->out_c * l->out_h * l->out_w;
+    long long params = (long long)l->w_len + (long long)l->b_len;
+    if (out > MAX_VALUES_PER_SAMPLE || params > MAX_PARAMS_PER_LAYER)
+        return lt_errf(err, LT_EINVAL, "spec: %s: %s is too large (output %dx%dx%d, %lld parameters)", nm, kind,
+                       l->out_c, l->out_h, l->out_w, params);
     l->in_size = (size_t)l->in_c * l->in_h * l->in_w;
-    l->out_size = (size_t)l->out_c * l->out_h * l->out_w;
+    l->out_size = (size_t)out;
     return 0;
 }
 
