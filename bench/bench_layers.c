@@ -2,6 +2,7 @@
  * as a share of this machine's peak.
  *
  *   build/bench_layers [--threads N] [--batch 256] [--latent 2] [--ghz 3.0]
+ *   valgrind --tool=callgrind build/bench_layers --steps 3   (instruction counts)
  *
  * Each layer's forward and backward run on one chunk (LT_CHUNK samples) on
  * one thread, repeated for about 0.3 s, median of 5; the whole training step
@@ -74,14 +75,15 @@ static void run_layer(const job *j)
     const lt_layer *l = &m->layers[j->i];
     lt_workspace *ws = j->ws;
     lt_chunk *c = &ws->chunks[0];
+    float *scratch = c->cols + ws->scratch_off[j->i];
     const float *in = ws->act[j->i], *w = m->params + l->w_off, *b = m->params + l->b_off;
     float *out = ws->act[j->i + 1];
     float *dw = c->grads + l->w_off, *db = c->grads + l->b_off;
     size_t len = (size_t)j->n * l->out_size;
     if (!j->backward) {
         switch (l->kind) {
-        case LT_L_CONV: lt_conv2d_forward(out, in, w, b, j->n, &l->g, c->cols); break;
-        case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, j->n, &l->g, c->cols); break;
+        case LT_L_CONV: lt_conv2d_forward(out, in, w, b, j->n, &l->g, scratch); break;
+        case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, j->n, &l->g, scratch); break;
         case LT_L_DENSE: lt_dense_forward(out, in, w, b, j->n, l->in_c, l->out_c); break;
         case LT_L_RELU: lt_relu_forward(out, in, len); break;
         case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
@@ -90,8 +92,8 @@ static void run_layer(const job *j)
     } else {
         float *dinp = j->i > 0 ? c->d[1] : NULL;
         switch (l->kind) {
-        case LT_L_CONV: lt_conv2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, c->cols); break;
-        case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, c->cols); break;
+        case LT_L_CONV: lt_conv2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, scratch, 1); break;
+        case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, scratch); break;
         case LT_L_DENSE: lt_dense_backward(dinp, dw, db, c->d[0], in, w, j->n, l->in_c, l->out_c); break;
         case LT_L_RELU: if (dinp) lt_relu_backward(dinp, c->d[0], out, len); break;
         case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, c->d[0], out, len); break;
@@ -128,13 +130,14 @@ static void step_fn(const void *a)
 
 int main(int argc, char **argv)
 {
-    int threads = 1, batch = 256, latent = 2;
+    int threads = 1, batch = 256, latent = 2, steps = 0;
     double ghz = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--latent")) latent = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--ghz")) ghz = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
     }
     if (ghz <= 0) ghz = cpu_ghz();
     const int vf = vector_floats();
@@ -153,6 +156,14 @@ int main(int argc, char **argv)
     /* Any non-zero upstream gradient will do for timing. */
     for (size_t i = 0; i < (size_t)LT_CHUNK * 784; i++) ws->chunks[0].d[0][i] = 1e-3f;
     const int n = batch < LT_CHUNK ? batch : LT_CHUNK;
+    if (steps > 0) {
+        /* Just run steps: for instruction counts under valgrind --tool=callgrind,
+         * which stay the same when the machine is busy, unlike wall time. */
+        for (int s = 0; s < steps; s++) lt_net_train_step(m, ws, batch, 1, (uint64_t)s, threads);
+        lt_workspace_free(ws);
+        lt_model_free(m);
+        return 0;
+    }
     printf("peak: %.1f GFLOP/s per core (%d-float vectors, 2 FMA units, %.2f GHz), %.1f for %d threads\n\n",
            core_peak, vf, ghz, core_peak * threads, threads);
     printf("%-10s %-16s %12s %9s %7s %12s %9s %7s\n", "layer", "type", "fwd us/img", "GFLOP/s", "%peak",

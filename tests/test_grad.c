@@ -109,7 +109,7 @@ typedef struct layer_case {
 static void conv_fwd(layer_case *c) { lt_conv2d_forward(c->y, c->x, c->w, c->b, c->n, &c->g, c->cols); }
 static void conv_bwd(layer_case *c, float *dx, float *dw, float *db)
 {
-    lt_conv2d_backward(dx, dw, db, c->R, c->x, c->w, c->n, &c->g, c->cols);
+    lt_conv2d_backward(dx, dw, db, c->R, c->x, c->w, c->n, &c->g, c->cols, 0);
 }
 static void convt_fwd(layer_case *c) { lt_convt2d_forward(c->y, c->x, c->w, c->b, c->n, &c->g, c->cols); }
 static void convt_bwd(layer_case *c, float *dx, float *dw, float *db)

@@ -112,7 +112,7 @@ static void test_conv_layers(void **state)
             lt_convt2d_backward(gx, gw, gb, dy, x, w, cc->n, &g, cols);
         } else {
             lt_conv2d_forward(out, x, w, b, cc->n, &g, cols);
-            lt_conv2d_backward(gx, gw, gb, dy, x, w, cc->n, &g, cols);
+            lt_conv2d_backward(gx, gw, gb, dy, x, w, cc->n, &g, cols, 0);
         }
         char what[64];
         snprintf(what, sizeof what, "%s forward", cc->name);

@@ -177,7 +177,7 @@ void lt_conv2d_forward(float *out, const float *inp, const float *w, const float
 }
 
 void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, int n, const lt_conv_geom *g, float *scratch)
+                        const float *w, int n, const lt_conv_geom *g, float *scratch, int cols_ready)
 {
     const int ckk = g->c * g->k * g->k, plane = g->oh * g->ow;
     const size_t isz = (size_t)g->c * g->h * g->w, ld = (size_t)n * plane;
@@ -187,7 +187,7 @@ void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     if (!dw && !dinp) return;
     gather(stage, dout, n, g->oc, plane);
     if (dw) {
-        for (int s = 0; s < n; s++)
+        for (int s = 0; !cols_ready && s < n; s++)
             im2col(cols + (size_t)s * plane, ld, inp + s * isz, g->c, g->h, g->w, g->k, g->stride,
                    g->pad, g->oh, g->ow);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->oc, ckk, (int)ld, 1.0f, stage, (int)ld,

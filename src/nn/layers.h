@@ -36,8 +36,11 @@ size_t lt_conv_scratch_size(const lt_conv_geom *g, int transposed, int n);
 
 void lt_conv2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
                        const lt_conv_geom *g, float *scratch);
+/* cols_ready: the scratch still holds what lt_conv2d_forward unfolded from
+ * these inputs (training workspaces keep one scratch per layer), so the
+ * backward pass need not unfold them again. */
 void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, int n, const lt_conv_geom *g, float *scratch);
+                        const float *w, int n, const lt_conv_geom *g, float *scratch, int cols_ready);
 void lt_convt2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
                         const lt_conv_geom *g, float *scratch);
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

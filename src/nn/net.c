@@ -25,13 +25,18 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     if (max_batch <= 0) return lt_errf(err, LT_EINVAL, "batch size must be positive, found %d", max_batch);
     blas_single_threaded();
     const int L = m->n_layers, nch = n_chunks(max_batch);
-    size_t in0 = (size_t)m->c * m->h * m->w, maxsz = in0, cols = 1;
+    size_t *off = lt_calloc((size_t)L, sizeof(size_t), err);
+    if (!off) return LT_ENOMEM;
+    /* Inference layers share one scratch; in training each convolution keeps
+     * its own, so its backward pass can reuse what the forward pass unfolded. */
+    size_t in0 = (size_t)m->c * m->h * m->w, maxsz = in0, cols = 16;
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
         if (l->out_size > maxsz) maxsz = l->out_size;
         if (l->kind == LT_L_CONV || l->kind == LT_L_CONVT) {
-            size_t cs = lt_conv_scratch_size(&l->g, l->kind == LT_L_CONVT, max_batch < LT_CHUNK ? max_batch : LT_CHUNK);
-            if (cs > cols) cols = cs;
+            size_t cs = round64(lt_conv_scratch_size(&l->g, l->kind == LT_L_CONVT, max_batch < LT_CHUNK ? max_batch : LT_CHUNK));
+            if (train) off[i] = cols, cols += cs;
+            else if (cs > cols) cols = cs;
         }
     }
     /* First pass computes the size of the one block, second pass hands out pointers. */
@@ -47,7 +52,11 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     if (train) total += round64(in0 * max_batch) + round64(m->n_params);
 
     lt_workspace *ws = lt_calloc(1, sizeof *ws, err);
-    if (!ws) return LT_ENOMEM;
+    if (!ws) {
+        free(off);
+        return LT_ENOMEM;
+    }
+    ws->scratch_off = off;
     ws->act = lt_calloc((size_t)L + 1, sizeof(float *), err);
     ws->mask = lt_calloc((size_t)L, sizeof(float *), err);
     ws->chunks = lt_calloc((size_t)nch, sizeof(lt_chunk), err);
@@ -100,6 +109,7 @@ void lt_workspace_free(lt_workspace *ws)
     free(ws->mask);
     free(ws->chunks);
     free(ws->chunk_loss);
+    free(ws->scratch_off);
     free(ws);
 }
 
@@ -115,8 +125,8 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
         const float *w = m->params + l->w_off, *b = m->params + l->b_off;
         size_t len = (size_t)n * l->out_size;
         switch (l->kind) {
-        case LT_L_CONV: lt_conv2d_forward(out, in, w, b, n, &l->g, cols); break;
-        case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, n, &l->g, cols); break;
+        case LT_L_CONV: lt_conv2d_forward(out, in, w, b, n, &l->g, cols + ws->scratch_off[i]); break;
+        case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, n, &l->g, cols + ws->scratch_off[i]); break;
         case LT_L_DENSE: lt_dense_forward(out, in, w, b, n, l->in_c, l->out_c); break;
         case LT_L_RELU: lt_relu_forward(out, in, len); break;
         case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
@@ -150,8 +160,10 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
         float *db = l->frozen ? NULL : s->grads + l->b_off;
         size_t len = (size_t)n * l->out_size;
         switch (l->kind) {
-        case LT_L_CONV: lt_conv2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols); break;
-        case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols); break;
+        case LT_L_CONV:
+            lt_conv2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols + ws->scratch_off[i], ws->train);
+            break;
+        case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols + ws->scratch_off[i]); break;
         case LT_L_DENSE: lt_dense_backward(dinp, dw, db, dout, in, w, n, l->in_c, l->out_c); break;
         case LT_L_RELU: if (dinp) lt_relu_backward(dinp, dout, out, len); break;
         case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, dout, out, len); break;

@@ -73,7 +73,7 @@ int lt_param_shape(const lt_layer *l, int which, int64_t shape[4]);
  * in size, so a shared batch-wide buffer would let one chunk's rows overlap
  * another's. */
 typedef struct lt_chunk {
-    float *cols;               /* im2col scratch for one sample */
+    float *cols;               /* convolution scratch (see scratch_off) */
     float *d[2];               /* ping-pong activation gradients */
     float *grads;              /* this chunk's parameter gradients */
 } lt_chunk;
@@ -86,6 +86,7 @@ typedef struct lt_workspace {
     float **mask;              /* dropout masks, NULL for other layers */
     float *target;             /* [max_batch, input size] */
     lt_chunk *chunks;          /* n_chunks_max of them */
+    size_t *scratch_off;       /* per layer: its scratch in a chunk's cols (training: one each) */
     double *chunk_loss;
     float *grad;               /* summed gradient of the batch */
     void *block;               /* everything above lives here */
