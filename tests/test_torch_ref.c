@@ -107,13 +107,21 @@ static void test_conv_layers(void **state)
         float *out = calloc(ny, sizeof(float)), *gx = calloc(nx, sizeof(float));
         float *gw = calloc(count("%s.w", cc->name), sizeof(float)), *gb = calloc((size_t)g.oc, sizeof(float));
         float *cols = calloc(lt_conv_scratch_size(&g, cc->transposed, cc->n), sizeof(float));
+        /* The kernels work channels last; PyTorch's tensors are channels first. */
+        float *xl = calloc(nx, sizeof(float)), *dyl = calloc(ny, sizeof(float));
+        float *outl = calloc(ny, sizeof(float)), *gxl = calloc(nx, sizeof(float));
+        lt_nchw_to_nhwc(xl, x, cc->n, g.c, g.h * g.w);
+        lt_nchw_to_nhwc(dyl, dy, cc->n, g.oc, g.oh * g.ow);
         if (cc->transposed) {
-            lt_convt2d_forward(out, x, w, b, cc->n, &g, cols);
-            lt_convt2d_backward(gx, gw, gb, dy, x, w, cc->n, &g, cols);
+            lt_convt2d_forward(outl, xl, w, b, cc->n, &g, cols);
+            lt_convt2d_backward(gxl, gw, gb, dyl, xl, w, cc->n, &g, cols);
         } else {
-            lt_conv2d_forward(out, x, w, b, cc->n, &g, cols);
-            lt_conv2d_backward(gx, gw, gb, dy, x, w, cc->n, &g, cols, 0);
+            lt_conv2d_forward(outl, xl, w, b, cc->n, &g, cols);
+            lt_conv2d_backward(gxl, gw, gb, dyl, xl, w, cc->n, &g, cols, 0);
         }
+        lt_nhwc_to_nchw(out, outl, cc->n, g.oc, g.oh * g.ow);
+        lt_nhwc_to_nchw(gx, gxl, cc->n, g.c, g.h * g.w);
+        free(xl), free(dyl), free(outl), free(gxl);
         char what[64];
         snprintf(what, sizeof what, "%s forward", cc->name);
         expect_close(what, out, y, ny, 1e-5);

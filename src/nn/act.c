@@ -5,15 +5,19 @@
 #include "core/core.h"
 #include "nn/layers.h"
 
-void lt_relu_forward(float *out, const float *inp, size_t len)
+void lt_relu_forward(float *restrict out, const float *restrict inp, size_t len)
 {
     for (size_t i = 0; i < len; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
-/* out > 0 exactly when inp > 0, so the saved output is enough. */
-void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t len)
+/* out > 0 exactly when inp > 0, so the saved output is enough. dout is read
+ * whatever the sign: a load under the condition would keep the loop scalar. */
+void lt_relu_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
 {
-    for (size_t i = 0; i < len; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        float g = dout[i];
+        dinp[i] = out[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 /* exp(x) for the sigmoid, written so the compiler can vectorise the loop that
@@ -50,7 +54,7 @@ void lt_sigmoid_forward(float *restrict out, const float *restrict inp, size_t l
     for (size_t i = 0; i < len; i++) out[i] = 1.0f / (1.0f + sigmoid_expf(-inp[i]));
 }
 
-void lt_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t len)
+void lt_sigmoid_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
 {
     for (size_t i = 0; i < len; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
 }

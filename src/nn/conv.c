@@ -1,12 +1,19 @@
-/* Conv2d and ConvTranspose2d through im2col + GEMM.
+/* Conv2d and ConvTranspose2d through im2col + GEMM, on channels-last (NHWC)
+ * activations.
  *
  * A convolution is a matrix product once each receptive field is unfolded into
- * a column (im2col). A transposed convolution is the adjoint of a convolution:
+ * a row (im2col). A transposed convolution is the adjoint of a convolution:
  * its forward pass is the convolution's input-gradient pass and vice versa, so
- * both share the same two unfolding routines and never loop over kernel taps
- * in scalar code. The n samples a kernel gets are unfolded side by side so one
- * GEMM covers them all: per-sample products of 8 or 16 rows are too small for
- * BLAS to run near its speed. */
+ * both share the same two unfolding routines.
+ *
+ * Why channels last: a receptive field is then k*k runs of C contiguous
+ * floats, so unfolding is a few vector copies per tap. With channels first
+ * (PyTorch's NCHW) each tap is a strided gather of a few pixels, and the
+ * unfolding cost more than the products themselves. The n samples of a chunk
+ * are unfolded into one matrix, so one GEMM covers them all and writes its
+ * output straight into the NHWC activation. Weights stay in PyTorch's layouts
+ * in the parameter block; each call reorders them (a few thousand floats)
+ * into the kernel's order in its scratch. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -36,214 +43,233 @@ int lt_conv_geom_init(lt_conv_geom *g, int transposed)
     return 0;
 }
 
+static size_t round16(size_t x) { return (x + 15) / 16 * 16; }
+
+/* One sample of the unfolded image with its zero border: the input for a
+ * convolution, the output for a transposed one. The border may need one
+ * stride more on the bottom/right, where the last taps of a row can reach. */
+static size_t pad_size(const lt_conv_geom *g, int transposed)
+{
+    size_t h = transposed ? (size_t)g->oh : (size_t)g->h, w = transposed ? (size_t)g->ow : (size_t)g->w;
+    size_t c = transposed ? (size_t)g->oc : (size_t)g->c;
+    return (h + 2 * (size_t)g->pad + g->stride) * (w + 2 * (size_t)g->pad + g->stride) * c;
+}
+
 size_t lt_conv_scratch_size(const lt_conv_geom *g, int transposed, int n)
 {
-    /* Conv2d unfolds its input into (c*k*k) x (n*oh*ow) columns; ConvTranspose2d
-     * unfolds its output into (oc*k*k) x (n*h*w). Both also stage one side of
-     * the product as channels x (n*plane), the layout one GEMM over all n
-     * samples needs. */
-    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
-    size_t kk = (size_t)g->k * g->k;
-    size_t cols = transposed ? g->oc * kk * in_plane : g->c * kk * out_plane;
-    size_t stage = transposed ? g->c * in_plane : g->oc * out_plane;
-    return ((size_t)n * cols + 15) / 16 * 16 + (size_t)n * stage;
+    /* Conv2d unfolds its input into (n*oh*ow) rows of k*k*c; ConvTranspose2d
+     * unfolds its output into (n*h*w) rows of k*k*oc. Plus the reordered
+     * weight and its gradient. */
+    size_t kk = (size_t)g->k * g->k, wsz = kk * g->c * g->oc;
+    size_t cols = transposed ? (size_t)n * g->h * g->w * kk * g->oc : (size_t)n * g->oh * g->ow * kk * g->c;
+    return round16(cols) + 2 * round16(wsz) + round16(pad_size(g, transposed));
 }
 
-/* Unfold img [c, h, w] into columns [c*k*k rows, oh*ow of them] of a matrix
- * whose rows are ld floats long, for a convolution with the given stride and
- * padding; out-of-image taps read as zero. The x range of taps inside the
- * image is computed once per row so the inner loop has no branches. */
-static void im2col(float *cols, size_t ld, const float *img, int c, int h, int w, int k, int stride,
-                   int pad, int oh, int ow)
+typedef struct scratch {
+    float *cols, *wr, *dwr, *pad;
+} scratch;
+
+static scratch split(const lt_conv_geom *g, int transposed, int n, float *p)
 {
-    for (int ch = 0; ch < c; ch++)
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++) {
-                float *row = cols + (size_t)((ch * k + ki) * k + kj) * ld;
-                const float *src = img + (size_t)ch * h * w;
-                /* x in [x0, x1) reads inside the image: 0 <= x*stride - pad + kj < w */
-                int x0 = pad - kj > 0 ? (pad - kj + stride - 1) / stride : 0;
-                int x1 = w - 1 + pad - kj < 0 ? 0 : (w - 1 + pad - kj) / stride + 1;
-                if (x1 > ow) x1 = ow;
-                if (x0 > x1) x0 = x1;
-                for (int y = 0; y < oh; y++) {
-                    int iy = y * stride - pad + ki;
-                    float *dst = row + (size_t)y * ow;
-                    if (iy < 0 || iy >= h) {
-                        memset(dst, 0, sizeof(float) * ow);
-                        continue;
-                    }
-                    const float *line = src + (size_t)iy * w - pad + kj;
-                    for (int x = 0; x < x0; x++) dst[x] = 0.0f;
-                    if (stride == 1) memcpy(dst + x0, line + x0, sizeof(float) * (x1 - x0));
-                    else
-                        for (int x = x0; x < x1; x++) dst[x] = line[x * stride];
-                    for (int x = x1; x < ow; x++) dst[x] = 0.0f;
+    size_t kk = (size_t)g->k * g->k, wsz = kk * g->c * g->oc;
+    size_t cols = transposed ? (size_t)n * g->h * g->w * kk * g->oc : (size_t)n * g->oh * g->ow * kk * g->c;
+    scratch s = {p, p + round16(cols), p + round16(cols) + round16(wsz), p + round16(cols) + 2 * round16(wsz)};
+    return s;
+}
+
+/* Unfold n images [h, w, c] into rows [k*k*c], one per position of the
+ * (oh, ow) output grid, for a convolution with the given stride and padding.
+ * Each image is first copied into a zero border of `pad` pixels (buf), so
+ * every tap is inside and the k taps of a kernel row are k*c contiguous
+ * floats: one copy each, with no bounds checks. Written once and specialised
+ * below for the channel counts of the default model, so that the copies have
+ * constant sizes and compile to a few vector moves. */
+static inline __attribute__((always_inline)) void im2col_c(float *restrict cols, const float *restrict img, int n,
+                                                           int h, int w, const int c, int k, int stride, int pad,
+                                                           int oh, int ow, float *restrict buf)
+{
+    const size_t rowlen = (size_t)k * k * c, kc = (size_t)k * c;
+    const int pw = w + 2 * pad, ph = h + 2 * pad;
+    memset(buf, 0, sizeof(float) * (size_t)ph * pw * c);
+    for (int s = 0; s < n; s++) {
+        const float *im = img + (size_t)s * h * w * c;
+        for (int y = 0; y < h; y++) memcpy(buf + ((size_t)(y + pad) * pw + pad) * c, im + (size_t)y * w * c, sizeof(float) * w * c);
+        float *row = cols + (size_t)s * oh * ow * rowlen;
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+                for (int ki = 0; ki < k; ki++, row += kc)
+                    memcpy(row, buf + ((size_t)(y * stride + ki) * pw + (size_t)x * stride) * c, sizeof(float) * kc);
+    }
+}
+
+static void im2col(float *cols, const float *img, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+                   int ow, float *buf)
+{
+    if (k == 3) {
+        switch (c) {
+        case 1: im2col_c(cols, img, n, h, w, 1, 3, stride, pad, oh, ow, buf); return;
+        case 8: im2col_c(cols, img, n, h, w, 8, 3, stride, pad, oh, ow, buf); return;
+        case 16: im2col_c(cols, img, n, h, w, 16, 3, stride, pad, oh, ow, buf); return;
+        case 32: im2col_c(cols, img, n, h, w, 32, 3, stride, pad, oh, ow, buf); return;
+        }
+    }
+    im2col_c(cols, img, n, h, w, c, k, stride, pad, oh, ow, buf);
+}
+
+/* The adjoint of im2col: add every row entry back to the pixel it came from,
+ * through the same zero border, then keep the inside. With add == 0 the
+ * images are overwritten, else added to. */
+static inline __attribute__((always_inline)) void col2im_c(float *restrict img, const float *restrict cols, int n,
+                                                           int h, int w, const int c, int k, int stride, int pad,
+                                                           int oh, int ow, float *restrict buf, int add)
+{
+    const size_t rowlen = (size_t)k * k * c, kc = (size_t)k * c;
+    const int pw = w + 2 * pad, ph = h + 2 * pad;
+    for (int s = 0; s < n; s++) {
+        memset(buf, 0, sizeof(float) * (size_t)ph * pw * c);
+        const float *row = cols + (size_t)s * oh * ow * rowlen;
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+                for (int ki = 0; ki < k; ki++, row += kc) {
+                    float *dst = buf + ((size_t)(y * stride + ki) * pw + (size_t)x * stride) * c;
+                    for (size_t t = 0; t < kc; t++) dst[t] += row[t];
                 }
-            }
-}
-
-/* The adjoint of im2col: add every column entry back to the pixel it came from.
- * img must be zeroed (or hold what should be added to) by the caller. */
-static void col2im(float *img, const float *cols, size_t ld, int c, int h, int w, int k, int stride,
-                   int pad, int oh, int ow)
-{
-    for (int ch = 0; ch < c; ch++)
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++) {
-                const float *row = cols + (size_t)((ch * k + ki) * k + kj) * ld;
-                float *dst = img + (size_t)ch * h * w;
-                int x0 = pad - kj > 0 ? (pad - kj + stride - 1) / stride : 0;
-                int x1 = w - 1 + pad - kj < 0 ? 0 : (w - 1 + pad - kj) / stride + 1;
-                if (x1 > ow) x1 = ow;
-                for (int y = 0; y < oh; y++) {
-                    int iy = y * stride - pad + ki;
-                    if (iy < 0 || iy >= h) continue;
-                    float *line = dst + (size_t)iy * w - pad + kj;
-                    const float *r = row + (size_t)y * ow;
-                    for (int x = x0; x < x1; x++) line[x * stride] += r[x];
-                }
-            }
-}
-
-/* stage[ch, s*plane + i] = src[s, ch, i]: samples side by side, per channel. */
-static void gather(float *stage, const float *src, int n, int channels, int plane)
-{
-    const size_t ld = (size_t)n * plane;
-    for (int s = 0; s < n; s++)
-        for (int ch = 0; ch < channels; ch++)
-            memcpy(stage + ch * ld + (size_t)s * plane, src + ((size_t)s * channels + ch) * plane,
-                   sizeof(float) * plane);
-}
-
-/* The inverse of gather, adding the bias of each channel on the way if given. */
-static void scatter(float *dst, const float *stage, const float *b, int n, int channels, int plane)
-{
-    const size_t ld = (size_t)n * plane;
-    for (int s = 0; s < n; s++)
-        for (int ch = 0; ch < channels; ch++) {
-            float *d = dst + ((size_t)s * channels + ch) * plane;
-            const float *st = stage + ch * ld + (size_t)s * plane;
-            const float bias = b ? b[ch] : 0.0f;
-            for (int i = 0; i < plane; i++) d[i] = st[i] + bias;
+        float *im = img + (size_t)s * h * w * c;
+        for (int y = 0; y < h; y++) {
+            const float *src = buf + ((size_t)(y + pad) * pw + pad) * c;
+            float *d = im + (size_t)y * w * c;
+            if (add)
+                for (size_t t = 0; t < (size_t)w * c; t++) d[t] += src[t];
+            else
+                memcpy(d, src, sizeof(float) * w * c);
         }
+    }
 }
 
-static void add_bias(float *out, const float *b, int n, int channels, int plane)
+static void col2im(float *img, const float *cols, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+                   int ow, float *buf, int add)
 {
-    for (int s = 0; s < n; s++)
-        for (int o = 0; o < channels; o++) {
-            float *p = out + ((size_t)s * channels + o) * plane;
-            for (int i = 0; i < plane; i++) p[i] += b[o];
+    if (k == 3) {
+        switch (c) {
+        case 1: col2im_c(img, cols, n, h, w, 1, 3, stride, pad, oh, ow, buf, add); return;
+        case 8: col2im_c(img, cols, n, h, w, 8, 3, stride, pad, oh, ow, buf, add); return;
+        case 16: col2im_c(img, cols, n, h, w, 16, 3, stride, pad, oh, ow, buf, add); return;
+        case 32: col2im_c(img, cols, n, h, w, 32, 3, stride, pad, oh, ow, buf, add); return;
         }
+    }
+    col2im_c(img, cols, n, h, w, c, k, stride, pad, oh, ow, buf, add);
 }
 
-/* db[o] += sum over samples and positions, samples in order. */
-static void sum_bias_grad(float *db, const float *dout, int n, int channels, int plane)
+/* PyTorch's Conv2d weight [oc][c][ki][kj] <-> the kernel's [oc][ki][kj][c];
+ * ConvTranspose2d's [c][oc][ki][kj] <-> [c][ki][kj][oc]. Both are "move the
+ * second index last" over an [a][b][kk] array. */
+static void reorder(float *dst, const float *src, int a, int b, int kk)
 {
-    for (int s = 0; s < n; s++)
-        for (int o = 0; o < channels; o++) {
-            const float *p = dout + ((size_t)s * channels + o) * plane;
-            float sum = 0.0f;
-            for (int i = 0; i < plane; i++) sum += p[i];
-            db[o] += sum;
-        }
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < b; j++)
+            for (int t = 0; t < kk; t++) dst[((size_t)i * kk + t) * b + j] = src[((size_t)i * b + j) * kk + t];
 }
 
-/* Split the scratch into the unfolded columns and the staging matrix. */
-static void split_scratch(const lt_conv_geom *g, int transposed, int n, float *scratch, float **cols,
-                          float **stage)
+/* The inverse of reorder, added into dst (parameter gradients accumulate). */
+static void unreorder_add(float *dst, const float *src, int a, int b, int kk)
 {
-    size_t plane = transposed ? (size_t)g->h * g->w : (size_t)g->oh * g->ow;
-    size_t rows = (size_t)(transposed ? g->oc : g->c) * g->k * g->k;
-    *cols = scratch;
-    *stage = scratch + (rows * n * plane + 15) / 16 * 16;
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < b; j++)
+            for (int t = 0; t < kk; t++) dst[((size_t)i * b + j) * kk + t] += src[((size_t)i * kk + t) * b + j];
 }
 
-/* One GEMM over all n samples: out = W [oc, c*k*k] x cols [c*k*k, n*oh*ow]. */
+static void fill_bias(float *restrict out, const float *restrict b, size_t rows, int channels)
+{
+    if (!b) {
+        memset(out, 0, sizeof(float) * rows * channels);
+        return;
+    }
+    if (channels == 1) {
+        for (size_t r = 0; r < rows; r++) out[r] = b[0];
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) memcpy(out + r * channels, b, sizeof(float) * channels);
+}
+
+/* db[o] += the sum of column o over all rows, rows in order. */
+static void sum_bias_grad(float *restrict db, const float *restrict dout, size_t rows, int channels)
+{
+    if (channels == 1) {
+        float sum = 0.0f;
+        for (size_t r = 0; r < rows; r++) sum += dout[r];
+        db[0] += sum;
+        return;
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (int o = 0; o < channels; o++) db[o] += dout[r * channels + o];
+}
+
+/* out [n*oh*ow, oc] = bias + cols [n*oh*ow, kkc] x Wr^T, Wr [oc, kkc]. */
 void lt_conv2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
-                       const lt_conv_geom *g, float *scratch)
+                       const lt_conv_geom *g, float *scratch_p)
 {
-    const int ckk = g->c * g->k * g->k, plane = g->oh * g->ow;
-    const size_t isz = (size_t)g->c * g->h * g->w, ld = (size_t)n * plane;
-    float *cols, *stage;
-    split_scratch(g, 0, n, scratch, &cols, &stage);
-    for (int s = 0; s < n; s++)
-        im2col(cols + (size_t)s * plane, ld, inp + s * isz, g->c, g->h, g->w, g->k, g->stride, g->pad,
-               g->oh, g->ow);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->oc, (int)ld, ckk, 1.0f, w, ckk, cols,
-                (int)ld, 0.0f, stage, (int)ld);
-    scatter(out, stage, b, n, g->oc, plane);
+    const int kk = g->k * g->k, kkc = kk * g->c, rows = n * g->oh * g->ow;
+    scratch sc = split(g, 0, n, scratch_p);
+    reorder(sc.wr, w, g->oc, g->c, kk);
+    im2col(sc.cols, inp, n, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad);
+    /* The bias goes in first and the product adds to it: no separate pass. */
+    fill_bias(out, b, (size_t)rows, g->oc);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, g->oc, kkc, 1.0f, sc.cols, kkc, sc.wr, kkc, 1.0f,
+                out, g->oc);
 }
 
 void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, int n, const lt_conv_geom *g, float *scratch, int cols_ready)
+                        const float *w, int n, const lt_conv_geom *g, float *scratch_p, int cols_ready)
 {
-    const int ckk = g->c * g->k * g->k, plane = g->oh * g->ow;
-    const size_t isz = (size_t)g->c * g->h * g->w, ld = (size_t)n * plane;
-    float *cols, *stage;
-    split_scratch(g, 0, n, scratch, &cols, &stage);
-    if (db) sum_bias_grad(db, dout, n, g->oc, plane);
-    if (!dw && !dinp) return;
-    gather(stage, dout, n, g->oc, plane);
+    const int kk = g->k * g->k, kkc = kk * g->c, rows = n * g->oh * g->ow;
+    scratch sc = split(g, 0, n, scratch_p);
+    if (db) sum_bias_grad(db, dout, (size_t)rows, g->oc);
     if (dw) {
-        for (int s = 0; !cols_ready && s < n; s++)
-            im2col(cols + (size_t)s * plane, ld, inp + s * isz, g->c, g->h, g->w, g->k, g->stride,
-                   g->pad, g->oh, g->ow);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->oc, ckk, (int)ld, 1.0f, stage, (int)ld,
-                    cols, (int)ld, 1.0f, dw, ckk);
+        if (!cols_ready) im2col(sc.cols, inp, n, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->oc, kkc, rows, 1.0f, dout, g->oc, sc.cols, kkc,
+                    0.0f, sc.dwr, kkc);
+        unreorder_add(dw, sc.dwr, g->oc, g->c, kk);
     }
     if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)ld, g->oc, 1.0f, w, ckk, stage,
-                    (int)ld, 0.0f, cols, (int)ld);
-        memset(dinp, 0, sizeof(float) * isz * n);
-        for (int s = 0; s < n; s++)
-            col2im(dinp + s * isz, cols + (size_t)s * plane, ld, g->c, g->h, g->w, g->k, g->stride,
-                   g->pad, g->oh, g->ow);
+        reorder(sc.wr, w, g->oc, g->c, kk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, kkc, g->oc, 1.0f, dout, g->oc, sc.wr, kkc,
+                    0.0f, sc.cols, kkc);
+        col2im(dinp, sc.cols, n, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad, 0);
     }
 }
 
-/* For the transposed convolution, the unfolded image is the OUTPUT (oc, oh, ow)
- * and the "convolution output" grid is the input's (h, w). Output padding only
- * adds rows/columns at the bottom/right that no input tap reaches except through
- * the bias, which is exactly what col2im over the larger image gives. */
+/* For the transposed convolution, the unfolded image is the OUTPUT (oh, ow,
+ * oc) and the grid of rows is the input's (h, w). Output padding only adds
+ * rows/columns at the bottom/right that no input tap reaches, so they get the
+ * bias alone, as in PyTorch. */
 void lt_convt2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
-                        const lt_conv_geom *g, float *scratch)
+                        const lt_conv_geom *g, float *scratch_p)
 {
-    const int okk = g->oc * g->k * g->k, plane = g->h * g->w;
-    const size_t osz = (size_t)g->oc * g->oh * g->ow, ld = (size_t)n * plane;
-    float *cols, *stage;
-    split_scratch(g, 1, n, scratch, &cols, &stage);
-    gather(stage, inp, n, g->c, plane);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, okk, (int)ld, g->c, 1.0f, w, okk, stage,
-                (int)ld, 0.0f, cols, (int)ld);
-    memset(out, 0, sizeof(float) * osz * n);
-    for (int s = 0; s < n; s++)
-        col2im(out + s * osz, cols + (size_t)s * plane, ld, g->oc, g->oh, g->ow, g->k, g->stride, g->pad,
-               g->h, g->w);
-    if (b) add_bias(out, b, n, g->oc, g->oh * g->ow);
+    const int kk = g->k * g->k, kko = kk * g->oc, rows = n * g->h * g->w;
+    scratch sc = split(g, 1, n, scratch_p);
+    reorder(sc.wr, w, g->c, g->oc, kk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, kko, g->c, 1.0f, inp, g->c, sc.wr, kko, 0.0f,
+                sc.cols, kko);
+    fill_bias(out, b, (size_t)n * g->oh * g->ow, g->oc);
+    col2im(out, sc.cols, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad, 1);
 }
 
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                         const float *w, int n, const lt_conv_geom *g, float *scratch)
+                         const float *w, int n, const lt_conv_geom *g, float *scratch_p)
 {
-    const int okk = g->oc * g->k * g->k, plane = g->h * g->w;
-    const size_t osz = (size_t)g->oc * g->oh * g->ow, ld = (size_t)n * plane;
-    float *cols, *stage;
-    split_scratch(g, 1, n, scratch, &cols, &stage);
-    if (db) sum_bias_grad(db, dout, n, g->oc, g->oh * g->ow);
+    const int kk = g->k * g->k, kko = kk * g->oc, rows = n * g->h * g->w;
+    scratch sc = split(g, 1, n, scratch_p);
+    if (db) sum_bias_grad(db, dout, (size_t)n * g->oh * g->ow, g->oc);
     if (!dw && !dinp) return;
-    for (int s = 0; s < n; s++)
-        im2col(cols + (size_t)s * plane, ld, dout + s * osz, g->oc, g->oh, g->ow, g->k, g->stride, g->pad,
-               g->h, g->w);
+    im2col(sc.cols, dout, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad);
     if (dw) {
-        gather(stage, inp, n, g->c, plane);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->c, okk, (int)ld, 1.0f, stage, (int)ld,
-                    cols, (int)ld, 1.0f, dw, okk);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->c, kko, rows, 1.0f, inp, g->c, sc.cols, kko, 0.0f,
+                    sc.dwr, kko);
+        unreorder_add(dw, sc.dwr, g->c, g->oc, kk);
     }
     if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->c, (int)ld, okk, 1.0f, w, okk, cols,
-                    (int)ld, 0.0f, stage, (int)ld);
-        scatter(dinp, stage, NULL, n, g->c, plane);
+        reorder(sc.wr, w, g->c, g->oc, kk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, g->c, kko, 1.0f, sc.cols, kko, sc.wr, kko, 0.0f,
+                    dinp, g->c);
     }
 }

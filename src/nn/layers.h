@@ -12,8 +12,12 @@
  *    the input gradient dinp is WRITTEN. dinp may be NULL when no gradient is
  *    needed below this layer (the first layer), and dw/db may be NULL for a
  *    frozen layer: that work is skipped.
- *  - Layouts are PyTorch's: activations [n, c, h, w]; Conv2d weight
- *    [out, in, k, k]; ConvTranspose2d weight [in, out, k, k]; Linear [out, in]. */
+ *  - Activations are channels last: [n, h, w, c] (for one channel or a flat
+ *    vector the same bytes as PyTorch's [n, c, h, w]); flatten and unflatten
+ *    layers convert to and from PyTorch's (c, h, w) order, so dense layers and
+ *    checkpoints see exactly what PyTorch sees. Weights keep PyTorch's
+ *    layouts: Conv2d [out, in, k, k]; ConvTranspose2d [in, out, k, k];
+ *    Linear [out, in]. */
 #ifndef LATENT_NN_LAYERS_H
 #define LATENT_NN_LAYERS_H
 

@@ -124,9 +124,17 @@ static int run_layers(lt_model *m, int from, int to, const float *in, size_t in_
     lt_workspace *ws = m->infer;
     for (int s = 0; s < n; s += INFER_BATCH) {
         int bn = n - s < INFER_BATCH ? n - s : INFER_BATCH;
-        memcpy(ws->act[from], in + (size_t)s * in_len, sizeof(float) * in_len * bn);
+        /* Callers see PyTorch's channels-first layout; inside it is channels last. */
+        const lt_layer *fl = &m->layers[from], *ll = &m->layers[to - 1];
+        if (fl->in_c > 1 && fl->in_h * fl->in_w > 1)
+            lt_nchw_to_nhwc(ws->act[from], in + (size_t)s * in_len, bn, fl->in_c, fl->in_h * fl->in_w);
+        else
+            memcpy(ws->act[from], in + (size_t)s * in_len, sizeof(float) * in_len * bn);
         lt_net_forward(m, ws, bn, from, to, 0, 0, 0, threads);
-        memcpy(out + (size_t)s * out_len, ws->act[to], sizeof(float) * out_len * bn);
+        if (ll->out_c > 1 && ll->out_h * ll->out_w > 1)
+            lt_nhwc_to_nchw(out + (size_t)s * out_len, ws->act[to], bn, ll->out_c, ll->out_h * ll->out_w);
+        else
+            memcpy(out + (size_t)s * out_len, ws->act[to], sizeof(float) * out_len * bn);
     }
     return 0;
 }
@@ -151,6 +159,7 @@ int lt_model_reconstruct(lt_model *m, const float *x, int n, float *y, int threa
 int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, int threads,
                       double *mse, lt_err *err)
 {
+    /* IDX datasets have one channel, where channels first and last agree. */
     if (ds->c != m->c || ds->h != m->h || ds->w != m->w)
         return lt_errf(err, LT_EINVAL, "the data has %dx%dx%d images but the model takes %dx%dx%d",
                        ds->c, ds->h, ds->w, m->c, m->h, m->w);

@@ -9,6 +9,29 @@
 
 static size_t round64(size_t floats) { return (floats + 15) / 16 * 16; }
 
+/* Flatten and unflatten move data only when a spatial map has several
+ * channels: channels last inside, PyTorch's channels first in flat vectors. */
+static int moves_data(const lt_layer *l)
+{
+    if (l->kind == LT_L_FLATTEN) return l->in_c > 1 && l->in_h * l->in_w > 1;
+    if (l->kind == LT_L_UNFLATTEN) return l->out_c > 1 && l->out_h * l->out_w > 1;
+    return 0;
+}
+
+void lt_nchw_to_nhwc(float *dst, const float *src, int n, int c, int plane)
+{
+    for (int s = 0; s < n; s++, src += (size_t)c * plane, dst += (size_t)c * plane)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < plane; p++) dst[(size_t)p * c + ch] = src[(size_t)ch * plane + p];
+}
+
+void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane)
+{
+    for (int s = 0; s < n; s++, src += (size_t)c * plane, dst += (size_t)c * plane)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < plane; p++) dst[(size_t)ch * plane + p] = src[(size_t)p * c + ch];
+}
+
 static int n_chunks(int n) { return (n + LT_CHUNK - 1) / LT_CHUNK; }
 
 static void blas_single_threaded(void)
@@ -43,7 +66,8 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     size_t total = round64(in0 * max_batch);
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
-        if (l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) total += round64(l->out_size * max_batch);
+        if ((l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) || moves_data(l))
+            total += round64(l->out_size * max_batch);
         if (train && l->kind == LT_L_DROPOUT) total += round64(l->out_size * max_batch);
     }
     size_t per_chunk = round64(cols);
@@ -77,7 +101,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->act[0] = p, p += round64(in0 * max_batch);
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
-        if (l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) {
+        if ((l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) && !moves_data(l)) {
             ws->act[i + 1] = ws->act[i]; /* same bytes, another shape */
         } else {
             ws->act[i + 1] = p, p += round64(l->out_size * max_batch);
@@ -137,7 +161,11 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
             break;
         }
         case LT_L_FLATTEN:
-        case LT_L_UNFLATTEN: break; /* aliases: nothing to move */
+            if (moves_data(l)) lt_nhwc_to_nchw(out, in, n, l->in_c, l->in_h * l->in_w);
+            break; /* otherwise an alias: nothing to move */
+        case LT_L_UNFLATTEN:
+            if (moves_data(l)) lt_nchw_to_nhwc(out, in, n, l->out_c, l->out_h * l->out_w);
+            break;
         }
     }
 }
@@ -176,7 +204,11 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
             }
             break;
         case LT_L_FLATTEN:
-        case LT_L_UNFLATTEN: continue; /* same gradient, same buffer */
+        case LT_L_UNFLATTEN:
+            if (!moves_data(l)) continue; /* same gradient, same buffer */
+            if (dinp && l->kind == LT_L_FLATTEN) lt_nchw_to_nhwc(dinp, dout, n, l->in_c, l->in_h * l->in_w);
+            if (dinp && l->kind == LT_L_UNFLATTEN) lt_nhwc_to_nchw(dinp, dout, n, l->out_c, l->out_h * l->out_w);
+            break;
         }
         cur = 1 - cur;
     }

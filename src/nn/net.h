@@ -82,7 +82,8 @@ typedef struct lt_workspace {
     int max_batch;
     int train;                 /* gradients and dropout masks allocated */
     int n_chunks_max;
-    float **act;               /* act[0] input, act[i+1] output of layer i (aliases for flatten) */
+    float **act;               /* act[0] input, act[i+1] output of layer i, channels last;
+                                  a flatten or unflatten that moves nothing aliases its input */
     float **mask;              /* dropout masks, NULL for other layers */
     float *target;             /* [max_batch, input size] */
     lt_chunk *chunks;          /* n_chunks_max of them */
@@ -106,6 +107,11 @@ void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to
  * batch's gradient. Returns the mean loss. */
 double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
                          int threads);
+
+/* Between PyTorch's channels-first layout and the channels-last one used
+ * inside (n samples of c channels of `plane` pixels). */
+void lt_nchw_to_nhwc(float *dst, const float *src, int n, int c, int plane);
+void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane);
 
 /* Convert n images (bytes, indices idx into ds or consecutive from first when
  * idx is NULL) to floats in [0,1]. */
