@@ -3,6 +3,8 @@
  *
  *   build/bench_layers [--threads N] [--batch 256] [--latent 2] [--ghz 3.0]
  *   valgrind --tool=callgrind build/bench_layers --steps 3   (instruction counts)
+ *   build/bench_layers --infer 1000 --threads N   (inference images/s, JSON)
+ *   build/bench_layers --info --latent D          (MFLOP per image and peak, JSON)
  *
  * Each layer's forward and backward run on one chunk (LT_CHUNK samples) on
  * one thread, repeated for about 0.3 s, median of 5; the whole training step
@@ -128,16 +130,29 @@ static void step_fn(const void *a)
     lt_net_train_step(s->m, s->ws, s->batch, 1, 0, s->threads);
 }
 
+typedef struct { lt_model *m; const float *x; float *y; int n, threads; } infer_job;
+static void infer_fn(const void *a)
+{
+    const infer_job *j = a;
+    lt_err err;
+    lt_model_reconstruct(j->m, j->x, j->n, j->y, j->threads, &err);
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 1, batch = 256, latent = 2, steps = 0;
+    int threads = 1, batch = 256, latent = 2, steps = 0, infer = 0, info = 0;
     double ghz = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--latent")) latent = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--ghz")) ghz = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
+        if (!strcmp(a, "--info")) { info = 1; continue; }
+        if (!strcmp(a, "--infer")) infer = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--latent")) latent = atoi(v);
+        else if (!strcmp(a, "--ghz")) ghz = atof(v);
+        else if (!strcmp(a, "--steps")) steps = atoi(v);
+        else { fprintf(stderr, "bench_layers: unknown option %s\n", a); return 2; }
+        i++;
     }
     if (ghz <= 0) ghz = cpu_ghz();
     const int vf = vector_floats();
@@ -156,6 +171,23 @@ int main(int argc, char **argv)
     /* Any non-zero upstream gradient will do for timing. */
     for (size_t i = 0; i < (size_t)LT_CHUNK * 784; i++) ws->chunks[0].d[0][i] = 1e-3f;
     const int n = batch < LT_CHUNK ? batch : LT_CHUNK;
+    double macs = 0;
+    for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);
+    if (info) {
+        /* For bench/run: the work per image and the machine's peak. */
+        printf("{\"mflop_per_image\": %.4f, \"peak_gflops_per_core\": %.2f}\n", 6 * macs * 1e-6, core_peak);
+        return 0;
+    }
+    if (infer > 0) {
+        /* Inference: encode + decode `infer` images in one call, as a user would. */
+        float *x = malloc(sizeof(float) * 784 * (size_t)infer), *y = malloc(sizeof(float) * 784 * (size_t)infer);
+        for (size_t i = 0; i < (size_t)infer * 784; i++) x[i] = (float)((i * 7919) % 256) / 255.0f;
+        infer_job ij = {m, x, y, infer, threads};
+        double t = time_median(infer_fn, &ij);
+        printf("{\"images_per_sec\": %.1f, \"gflops\": %.3f}\n", infer / t, 2 * macs * infer / t * 1e-9);
+        free(x), free(y);
+        return 0;
+    }
     if (steps > 0) {
         /* Just run steps: for instruction counts under valgrind --tool=callgrind,
          * which stay the same when the machine is busy, unlike wall time. */
@@ -184,8 +216,6 @@ int main(int argc, char **argv)
         else
             printf("%-10s %-16s %12.2f %9s %7s %12.2f\n", l->name, kinds[l->kind], tf * 1e6, "", "", tb * 1e6);
     }
-    double macs = 0;
-    for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);
     step_job sj = {m, ws, batch, threads};
     double ts = time_median(step_fn, &sj) / batch;
     printf("\nlayers, one thread: forward %.1f us/img, backward %.1f us/img\n", tf_all * 1e6, tb_all * 1e6);

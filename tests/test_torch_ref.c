@@ -259,7 +259,7 @@ static void test_optimizers(void **state)
         float *p = get("optim.%s.p0", cases[c].name), *p0 = get("optim.%s.p0", cases[c].name);
         for (int k = 1; k <= 3; k++) {
             float *g = get("optim.%s.g%d", cases[c].name, k), *want = get("optim.%s.p%d", cases[c].name, k);
-            lt_optim_step(&o, p, g);
+            lt_optim_step(&o, p, g, 1);
             char what[64];
             snprintf(what, sizeof what, "%s step %d", cases[c].name, k);
             expect_close(what, p, want, 37, 1e-7);

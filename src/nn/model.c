@@ -172,7 +172,7 @@ int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, i
     double sum = 0.0;
     for (int s = 0; s < count; s += INFER_BATCH) {
         int bn = count - s < INFER_BATCH ? count - s : INFER_BATCH;
-        lt_images_to_float(ws->act[0], ds, NULL, first + s, bn);
+        lt_images_to_float(ws->act[0], ds, NULL, first + s, bn, threads);
         lt_net_forward(m, ws, bn, 0, m->n_layers, 0, 0, 0, threads);
         /* Summed on one thread in image order: the same total for any thread count. */
         sum += lt_mse_loss(NULL, ws->act[m->n_layers], ws->act[0], sz * bn, 1.0);

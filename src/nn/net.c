@@ -259,9 +259,10 @@ double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t se
     return loss / total;
 }
 
-void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n)
+void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads)
 {
     const size_t sz = (size_t)ds->c * ds->h * ds->w;
+#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
     for (int i = 0; i < n; i++) {
         const uint8_t *src = ds->images + (size_t)(idx ? idx[i] : first + i) * sz;
         float *d = dst + (size_t)i * sz;

@@ -115,6 +115,6 @@ void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane);
 
 /* Convert n images (bytes, indices idx into ds or consecutive from first when
  * idx is NULL) to floats in [0,1]. */
-void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n);
+void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads);
 
 #endif

@@ -1,6 +1,7 @@
 /* Optimizers, written to follow torch/optim/ (adam.py, sgd.py, ...) (1.13, foreach=False) operation
  * by operation in float32, including where PyTorch rounds its scalars to float. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,16 +55,15 @@ void lt_optim_free(lt_optim *o)
     o->slot[0] = o->slot[1] = NULL;
 }
 
-void lt_optim_step(lt_optim *o, float *p, const float *grad)
+/* The update of parameters [lo, hi): every element is independent of the others. */
+static void update_range(const lt_optim *o, float *p, const float *grad, size_t lo, size_t hi)
 {
-    o->t++;
-    const size_t n = o->n;
     const float lr = (float)o->lr, wd = (float)o->weight_decay;
     float *s0 = o->slot[0], *s1 = o->slot[1];
     switch (o->kind) {
     case LT_OPT_SGD: {
         const float mom = (float)o->momentum;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grad[i] + wd * p[i];
             if (s0) {
                 /* The first step stores the gradient itself (no dampening). */
@@ -82,7 +82,7 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad)
         const float ob1 = (float)(1.0 - o->beta1), ob2 = (float)(1.0 - o->beta2);
         const float step_size = (float)(o->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)o->eps;
         const float shrink = (float)(1.0 - o->lr * o->weight_decay);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grad[i];
             if (decoupled) p[i] *= shrink;       /* AdamW: decay the weight itself */
             else g += wd * p[i];                 /* Adam: L2 term in the gradient */
@@ -95,7 +95,7 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad)
     }
     case LT_OPT_RMSPROP: {
         const float a = (float)o->alpha, oa = (float)(1.0 - o->alpha), eps = (float)o->eps;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grad[i] + wd * p[i];
             s0[i] = s0[i] * a + oa * g * g;
             p[i] += -lr * (g / (sqrtf(s0[i]) + eps));
@@ -104,7 +104,7 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad)
     }
     case LT_OPT_ADADELTA: {
         const float rho = (float)o->rho, orho = (float)(1.0 - o->rho), eps = (float)o->eps;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grad[i] + wd * p[i];
             s0[i] = s0[i] * rho + orho * g * g;            /* square_avg */
             float stdv = sqrtf(s0[i] + eps);
@@ -115,4 +115,15 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad)
         break;
     }
     }
+}
+
+void lt_optim_step(lt_optim *o, float *p, const float *grad, int threads)
+{
+    o->t++;
+    /* Blocks of a fixed size, so the work split never depends on the thread
+     * count (each element's update is the same either way). */
+    const size_t block = 8192, nb = (o->n + block - 1) / block;
+    const int nt = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel for num_threads(nt) schedule(static) if (nb > 1)
+    for (size_t b = 0; b < nb; b++) update_range(o, p, grad, b * block, b * block + block < o->n ? b * block + block : o->n);
 }

@@ -22,7 +22,8 @@ int lt_optim_init(lt_optim *o, lt_opt_kind kind, double lr, double weight_decay,
 void lt_optim_free(lt_optim *o);
 /* Number of state arrays the optimizer keeps (0, 1 or 2). */
 int lt_optim_slots(const lt_optim *o);
-/* One update of params from grad (grad is left unchanged). */
-void lt_optim_step(lt_optim *o, float *params, const float *grad);
+/* One update of params from grad (grad is left unchanged), on `threads`
+ * threads (0: OpenMP's default); the result does not depend on the count. */
+void lt_optim_step(lt_optim *o, float *params, const float *grad, int threads);
 
 #endif

@@ -281,7 +281,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
         int images = 0;
         for (int b = rs.batch; b < nbatches; b++) {
             int bn = ntrain - b * cfg->batch < cfg->batch ? ntrain - b * cfg->batch : cfg->batch;
-            lt_images_to_float(ws->act[0], ds, order + (size_t)b * cfg->batch, 0, bn);
+            lt_images_to_float(ws->act[0], ds, order + (size_t)b * cfg->batch, 0, bn, cfg->threads);
             memcpy(ws->target, ws->act[0], sizeof(float) * isz * bn);
             double loss = lt_net_train_step(m, ws, bn, cfg->seed, (uint64_t)rs.step, cfg->threads);
             if (!isfinite(loss)) {
@@ -291,7 +291,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
                              epoch + 1, b + 1, loss, epoch, cfg->out_dir, cfg->lr / 10);
                 break;
             }
-            lt_optim_step(&opt, m->params, ws->grad);
+            lt_optim_step(&opt, m->params, ws->grad, cfg->threads);
             rs.step++;
             rs.batch = b + 1;
             rs.loss_sum += loss * bn;
