@@ -6,11 +6,16 @@
 
 #include "cli/cli.h"
 
-static int load(const char *cmd, const char *path, lt_model **m)
+/* The checkpoint and the test split every command here works on. */
+static int load(const char *cmd, const char *path, const char *data, lt_model **m, lt_dataset *ds)
 {
     lt_err err = {0};
     if (lt_model_load(m, path, &err)) {
         fprintf(stderr, "latent %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (cli_load_split(data, "test", ds)) {
+        lt_model_free(*m);
         return 1;
     }
     return 0;
@@ -34,12 +39,8 @@ int cmd_eval(int argc, char **argv)
         return EXIT_USAGE;
     }
     lt_model *m;
-    if (load("eval", ckpt, &m)) return 1;
     lt_dataset ds = {0};
-    if (cli_load_split(data, "test", &ds)) {
-        lt_model_free(m);
-        return 1;
-    }
+    if (load("eval", ckpt, data, &m, &ds)) return 1;
     double mse = NAN;
     lt_err err = {0};
     rc = lt_model_eval_mse(m, &ds, 0, ds.n, threads, &mse, &err);
@@ -70,12 +71,8 @@ int cmd_reconstruct(int argc, char **argv)
         return EXIT_USAGE;
     }
     lt_model *m;
-    if (load("reconstruct", ckpt, &m)) return 1;
     lt_dataset ds = {0};
-    if (cli_load_split(data, "test", &ds)) {
-        lt_model_free(m);
-        return 1;
-    }
+    if (load("reconstruct", ckpt, data, &m, &ds)) return 1;
     if (count > ds.n) count = ds.n;
     const size_t sz = (size_t)ds.h * ds.w;
     float *x = malloc(sizeof(float) * sz * count), *y = malloc(sizeof(float) * sz * count);
