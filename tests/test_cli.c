@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <time.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -109,9 +112,62 @@ static void test_train_eval_reconstruct(void **state)
     free(dir);
 }
 
+/* Ctrl-C (SIGINT) and SIGTERM: the run is saved, the exit code is 130 and the
+ * message says how to resume; the saved model loads. */
+static void test_signal_saves_run(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), out[8192];
+    lt_dataset ds;
+    tu_make_dataset(&ds, 400, 28, 28, 5);
+    write_idx(dir, "train-images-idx3-ubyte", &ds, 0);
+    write_idx(dir, "train-labels-idx1-ubyte", &ds, 1);
+    const int sigs[2] = {SIGINT, SIGTERM};
+    for (int k = 0; k < 2; k++) {
+        char run[4200], log[4200];
+        snprintf(run, sizeof run, "%s/run%d", dir, k);
+        snprintf(log, sizeof log, "%s/log%d", dir, k);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            FILE *f = freopen(log, "w", stderr);
+            (void)f;
+            execl(LATENT_CLI, LATENT_CLI, "train", "--data", dir, "--out", run, "--epochs", "100000", "--batch", "16",
+                  "--val", "40", "--threads", "1", (char *)NULL);
+            _exit(127);
+        }
+        /* Wait until the first epoch is saved, then interrupt mid-run. */
+        char state_path[4300];
+        snprintf(state_path, sizeof state_path, "%s/train_state.safetensors", run);
+        for (int i = 0; i < 600 && access(state_path, F_OK) != 0; i++) nanosleep(&(struct timespec){0, 50000000}, NULL);
+        assert_int_equal(access(state_path, F_OK), 0);
+        assert_int_equal(kill(pid, sigs[k]), 0);
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 130);
+        FILE *f = fopen(log, "r");
+        assert_non_null(f);
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = 0;
+        fclose(f);
+        assert_non_null(strstr(out, "--resume"));
+        char model[4300];
+        snprintf(model, sizeof model, "%s/model.safetensors", run);
+        lt_model *m = NULL;
+        lt_err err = {0};
+        assert_int_equal(lt_model_load(&m, model, &err), 0);
+        lt_model_free(m);
+    }
+    lt_dataset_free(&ds);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_help_and_bad_flags),
-                                       cmocka_unit_test(test_train_eval_reconstruct)};
+                                       cmocka_unit_test(test_train_eval_reconstruct),
+                                       cmocka_unit_test(test_signal_saves_run)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
