@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -231,6 +235,60 @@ static void test_refuses_existing_run_and_checks_resume(void **state)
     free(d);
 }
 
+/* A full disk (here: a file size limit, so every large write fails) stops
+ * training with an I/O error naming the file, and the checkpoint of the
+ * epoch before is still there and intact. Runs in a child process so the
+ * limit does not outlive the test. */
+static void test_disk_full_keeps_last_checkpoint(void **state)
+{
+    (void)state;
+    char *d = tu_mkdtemp();
+    lt_train_config cfg;
+    base_config(&cfg, d);
+    cfg.epochs = 1;
+    run(&cfg, 0);
+    char *model = path(d, "model.safetensors");
+    void *before;
+    size_t nb;
+    lt_err err = {0};
+    assert_int_equal(lt_read_file(model, &before, &nb, &err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG instead of killing us */
+        struct rlimit lim = {4096, 4096};
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(30);
+        base_config(&cfg, d);
+        cfg.epochs = 2;
+        cfg.resume = 1;
+        lt_err e = {0};
+        int rc = lt_train(&cfg, &ds, NULL, NULL, NULL, &e);
+        if (rc != LT_EIO) _exit(10);
+        if (!strstr(e.msg, d)) _exit(11);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    void *after;
+    size_t na;
+    assert_int_equal(lt_read_file(model, &after, &na, &err), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(before, after, nb);
+    /* No temporary files left behind. */
+    char cmd[4200], out[64] = {0};
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", d);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(out, sizeof out, p)) out[0] = 0;
+    pclose(p);
+    assert_int_equal(atoi(out), 0);
+    free(before), free(after), free(model);
+    tu_rmtree(d);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_interrupt_and_resume),
         cmocka_unit_test(test_divergence_reported),
         cmocka_unit_test(test_refuses_existing_run_and_checks_resume),
+        cmocka_unit_test(test_disk_full_keeps_last_checkpoint),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tu_release_threads();
