@@ -1,5 +1,6 @@
 /* latent train: flags, progress display, Ctrl-C handling. */
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,6 +163,18 @@ int cmd_train(int argc, char **argv)
     if (cli_load_split(data, "train", &ds)) return 1;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    /* One line saying what is about to run, so a log shows the settings. */
+    int pool = ds.n - cfg.val, ntrain = cfg.limit && cfg.limit < pool ? cfg.limit : pool;
+    char what[64];
+    if (resume) snprintf(what, sizeof what, "the run's architecture");
+    else if (cfg.spec) snprintf(what, sizeof what, "architecture from --arch");
+    else snprintf(what, sizeof what, "autoencoder d=%d", cfg.latent);
+    fprintf(stderr, "%s %s: %s, %d epochs, batch %d, %s lr %g, weight decay %g, dropout %g, seed %llu, "
+            "%d training + %d validation images, %d thread(s)\n",
+            resume ? "resuming" : "training", out, what,
+            cfg.epochs, cfg.batch, lt_opt_name(cfg.optimizer), cfg.lr, cfg.weight_decay, cfg.dropout,
+            (unsigned long long)cfg.seed, ntrain > 0 ? ntrain : 0, cfg.val,
+            cfg.threads > 0 ? cfg.threads : omp_get_max_threads());
     show s = {.tty = isatty(STDERR_FILENO)};
     lt_train_result res;
     rc = lt_train(&cfg, &ds, progress, &s, &res, &err);
