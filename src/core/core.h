@@ -11,6 +11,19 @@
 
 #include "latent.h"
 
+/* Hot element-wise loops are compiled twice, for AVX2 and for the baseline
+ * x86-64 (SSE2), and the loader picks one for the CPU at hand (an ifunc), so
+ * one binary runs everywhere and uses 256-bit vectors where it can. ISO C
+ * mode (-std=c17) keeps -ffp-contract=off and AVX2 alone brings no FMA, so
+ * both versions round every operation the same way: results do not depend
+ * on which one runs. Only static functions get clones (clang 14 cannot clone
+ * one that other files call), so a public kernel calls a static cloned body. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__SANITIZE_ADDRESS__)
+#define LT_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_VECTOR_CLONES
+#endif
+
 /* Fill err (which may be NULL) with a printf-style message and return code. */
 int lt_errf(lt_err *err, int code, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -5,19 +5,29 @@
 #include "core/core.h"
 #include "nn/layers.h"
 
-void lt_relu_forward(float *restrict out, const float *restrict inp, size_t len)
+LT_VECTOR_CLONES static void relu_forward_impl(float *restrict out, const float *restrict inp, size_t len)
 {
     for (size_t i = 0; i < len; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
+void lt_relu_forward(float *restrict out, const float *restrict inp, size_t len)
+{
+    relu_forward_impl(out, inp, len);
+}
+
 /* out > 0 exactly when inp > 0, so the saved output is enough. dout is read
  * whatever the sign: a load under the condition would keep the loop scalar. */
-void lt_relu_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
+LT_VECTOR_CLONES static void relu_backward_impl(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         float g = dout[i];
         dinp[i] = out[i] > 0.0f ? g : 0.0f;
     }
+}
+
+void lt_relu_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
+{
+    relu_backward_impl(dinp, dout, out, len);
 }
 
 /* exp(x) for the sigmoid, written so the compiler can vectorise the loop that
@@ -49,14 +59,24 @@ static inline float sigmoid_expf(float x)
     return p * scale;
 }
 
-void lt_sigmoid_forward(float *restrict out, const float *restrict inp, size_t len)
+LT_VECTOR_CLONES static void sigmoid_forward_impl(float *restrict out, const float *restrict inp, size_t len)
 {
     for (size_t i = 0; i < len; i++) out[i] = 1.0f / (1.0f + sigmoid_expf(-inp[i]));
 }
 
-void lt_sigmoid_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
+void lt_sigmoid_forward(float *restrict out, const float *restrict inp, size_t len)
+{
+    sigmoid_forward_impl(out, inp, len);
+}
+
+LT_VECTOR_CLONES static void sigmoid_backward_impl(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
 {
     for (size_t i = 0; i < len; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+}
+
+void lt_sigmoid_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
+{
+    sigmoid_backward_impl(dinp, dout, out, len);
 }
 
 void lt_dropout_forward(float *out, float *mask, const float *inp, int n, size_t size, float p,
@@ -77,7 +97,12 @@ void lt_dropout_forward(float *out, float *mask, const float *inp, int n, size_t
     }
 }
 
-void lt_dropout_backward(float *dinp, const float *dout, const float *mask, size_t len)
+LT_VECTOR_CLONES static void dropout_backward_impl(float *dinp, const float *dout, const float *mask, size_t len)
 {
     for (size_t i = 0; i < len; i++) dinp[i] = dout[i] * mask[i];
+}
+
+void lt_dropout_backward(float *dinp, const float *dout, const float *mask, size_t len)
+{
+    dropout_backward_impl(dinp, dout, mask, len);
 }

@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "nn/layers.h"
 
 int lt_conv_geom_init(lt_conv_geom *g, int transposed)
@@ -102,7 +103,7 @@ static inline __attribute__((always_inline)) void im2col_c(float *restrict cols,
     }
 }
 
-static void im2col(float *cols, const float *img, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+LT_VECTOR_CLONES static void im2col(float *cols, const float *img, int n, int h, int w, int c, int k, int stride, int pad, int oh,
                    int ow, float *buf)
 {
     if (k == 3) {
@@ -146,7 +147,7 @@ static inline __attribute__((always_inline)) void col2im_c(float *restrict img, 
     }
 }
 
-static void col2im(float *img, const float *cols, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+LT_VECTOR_CLONES static void col2im(float *img, const float *cols, int n, int h, int w, int c, int k, int stride, int pad, int oh,
                    int ow, float *buf, int add)
 {
     if (k == 3) {
@@ -178,7 +179,7 @@ static void unreorder_add(float *dst, const float *src, int a, int b, int kk)
             for (int t = 0; t < kk; t++) dst[((size_t)i * b + j) * kk + t] += src[((size_t)i * kk + t) * b + j];
 }
 
-static void fill_bias(float *restrict out, const float *restrict b, size_t rows, int channels)
+LT_VECTOR_CLONES static void fill_bias(float *restrict out, const float *restrict b, size_t rows, int channels)
 {
     if (!b) {
         memset(out, 0, sizeof(float) * rows * channels);
@@ -192,7 +193,7 @@ static void fill_bias(float *restrict out, const float *restrict b, size_t rows,
 }
 
 /* db[o] += the sum of column o over all rows, rows in order. */
-static void sum_bias_grad(float *restrict db, const float *restrict dout, size_t rows, int channels)
+LT_VECTOR_CLONES static void sum_bias_grad(float *restrict db, const float *restrict dout, size_t rows, int channels)
 {
     if (channels == 1) {
         float sum = 0.0f;

@@ -2,9 +2,10 @@
  * terms, enough for float round-off to show in the reported loss. */
 #include <math.h>
 
+#include "core/core.h"
 #include "nn/layers.h"
 
-double lt_mse_loss(float *dy, const float *y, const float *t, size_t len, double total)
+LT_VECTOR_CLONES static double mse_loss_impl(float *dy, const float *y, const float *t, size_t len, double total)
 {
     double sum = 0.0;
     const float g = (float)(2.0 / total);
@@ -14,6 +15,11 @@ double lt_mse_loss(float *dy, const float *y, const float *t, size_t len, double
         if (dy) dy[i] = g * d;
     }
     return sum;
+}
+
+double lt_mse_loss(float *dy, const float *y, const float *t, size_t len, double total)
+{
+    return mse_loss_impl(dy, y, t, len, total);
 }
 
 double lt_bce_loss(float *dy, const float *y, const float *t, size_t len, double total)

@@ -56,7 +56,7 @@ void lt_optim_free(lt_optim *o)
 }
 
 /* The update of parameters [lo, hi): every element is independent of the others. */
-static void update_range(const lt_optim *o, float *p, const float *grad, size_t lo, size_t hi)
+LT_VECTOR_CLONES static void update_range(const lt_optim *o, float *p, const float *grad, size_t lo, size_t hi)
 {
     const float lr = (float)o->lr, wd = (float)o->weight_decay;
     float *s0 = o->slot[0], *s1 = o->slot[1];
