@@ -289,6 +289,29 @@ static void test_disk_full_keeps_last_checkpoint(void **state)
     free(d);
 }
 
+/* --out may name a directory several levels below an existing one; a path
+ * through a file is refused with a message naming it. */
+static void test_out_dir_created_with_parents(void **state)
+{
+    (void)state;
+    char *d = tu_mkdtemp(), nested[1024], bad[2048];
+    snprintf(nested, sizeof nested, "%s/a/b/c", d);
+    lt_train_config cfg;
+    base_config(&cfg, nested);
+    cfg.epochs = 1;
+    run(&cfg, 0);
+    char *model = path(nested, "model.safetensors");
+    assert_int_equal(access(model, F_OK), 0);
+    snprintf(bad, sizeof bad, "%s/model.safetensors/x", nested);
+    base_config(&cfg, bad);
+    lt_err err = {0};
+    assert_int_equal(lt_train(&cfg, &ds, NULL, NULL, NULL, &err), LT_EIO);
+    assert_non_null(strstr(err.msg, "not a directory"));
+    free(model);
+    tu_rmtree(d);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_divergence_reported),
         cmocka_unit_test(test_refuses_existing_run_and_checks_resume),
         cmocka_unit_test(test_disk_full_keeps_last_checkpoint),
+        cmocka_unit_test(test_out_dir_created_with_parents),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tu_release_threads();

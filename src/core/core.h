@@ -64,6 +64,8 @@ void lt_rng_shuffle(lt_rng *r, int *idx, size_t n);
  * Write a whole file atomically: data goes to PATH.tmp.XXXXXX, is fsynced and
  * renamed over PATH, so readers see the old file or the new one, never half. */
 int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
 /* Read a whole file into a malloc'ed buffer (*out, *n). */
 int lt_read_file(const char *path, void **out, size_t *n, lt_err *err);
 

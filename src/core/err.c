@@ -93,6 +93,29 @@ int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *e
     return rc;
 }
 
+int lt_mkdir_p(const char *path, lt_err *err)
+{
+    size_t len = strlen(path);
+    char *p = lt_malloc(len + 1, err);
+    if (!p) return LT_ENOMEM;
+    memcpy(p, path, len + 1);
+    int rc = 0;
+    /* Each prefix ending before a '/', then the whole path. */
+    for (size_t i = 1; i <= len && rc == 0; i++) {
+        if (p[i] != '/' && p[i] != 0) continue;
+        char c = p[i];
+        p[i] = 0;
+        struct stat st;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST)
+            rc = lt_errf(err, LT_EIO, "%s: cannot create directory %s: %s", path, p, strerror(errno));
+        else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            rc = lt_errf(err, LT_EIO, "%s: %s exists and is not a directory", path, p);
+        p[i] = c;
+    }
+    free(p);
+    return rc;
+}
+
 int lt_read_file(const char *path, void **out, size_t *n, lt_err *err)
 {
     *out = NULL;

@@ -232,8 +232,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     const int nbatches = (ntrain + cfg->batch - 1) / cfg->batch;
     char path[4096];
     struct stat sb;
-    if (mkdir(cfg->out_dir, 0777) != 0 && errno != EEXIST)
-        return lt_errf(err, LT_EIO, "--out %s: cannot create directory: %s", cfg->out_dir, strerror(errno));
+    if ((rc = lt_mkdir_p(cfg->out_dir, err))) return rc;
     if ((rc = path_in(path, sizeof path, cfg->out_dir, STATE_FILE, err))) return rc;
     int have_state = stat(path, &sb) == 0;
     if (cfg->resume && !have_state)
