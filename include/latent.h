@@ -73,6 +73,28 @@ int lt_default_data_dir(char *buf, size_t size, lt_err *err);
  * PyTorch's layouts. Whitespace and newlines are free; '#' starts a comment. */
 typedef struct lt_model lt_model;
 
+/* Input corruption for a denoising autoencoder: the model sees noisy images
+ * and is scored against the clean ones. Fresh noise is drawn for every image
+ * of every epoch, from streams keyed by the seed, the epoch and the image's
+ * position, so it does not depend on threads and a resumed run draws the
+ * same noise. */
+typedef enum { LT_NOISE_NONE, LT_NOISE_GAUSSIAN, LT_NOISE_SALT_PEPPER, LT_NOISE_MASK } lt_noise_kind;
+typedef struct lt_noise {
+    lt_noise_kind kind;
+    float level;  /* gaussian: standard deviation; salt-and-pepper, mask: probability per pixel */
+    int clip;     /* gaussian: clip the noisy image to [0, 1] */
+} lt_noise;
+/* "none", "gaussian:SIGMA", "gaussian:SIGMA:clip", "saltpepper:P", "mask:P". */
+int lt_noise_parse(const char *text, lt_noise *out, lt_err *err);
+int lt_noise_format(const lt_noise *noise, char *buf, size_t size);
+/* Corrupt n images of `size` values in place; image i uses the stream
+ * (seed, stream, first + i). Evaluations use seed LT_EVAL_NOISE_SEED and
+ * stream ~0 with first = the image's index in its split, so every score and
+ * figure of a model sees the very same noisy test images. */
+#define LT_EVAL_NOISE_SEED 0x5EED0E7A1ull
+void lt_noise_apply(const lt_noise *noise, float *x, int n, size_t size, uint64_t seed, uint64_t stream,
+                    uint64_t first);
+
 /* The mission's convolutional autoencoder with latent size d, written into buf. */
 int lt_default_spec(char *buf, size_t size, int d);
 
@@ -86,6 +108,11 @@ size_t lt_model_num_params(const lt_model *m);
 int lt_model_latent_dim(const lt_model *m);
 const char *lt_model_spec(const lt_model *m);
 float lt_model_dropout(const lt_model *m);
+/* The corruption a denoising autoencoder is trained and scored with (kind
+ * LT_NOISE_NONE for a plain autoencoder). lt_model_eval_mse applies it to the
+ * inputs with a fixed stream, so every evaluation sees the same noisy images. */
+const lt_noise *lt_model_noise(const lt_model *m);
+int lt_model_set_noise(lt_model *m, const lt_noise *noise, lt_err *err);
 /* Human-readable summary: one line per layer with output shape and parameters. */
 int lt_model_summary(const lt_model *m, char *buf, size_t size);
 
@@ -99,9 +126,18 @@ int lt_model_load(lt_model **out, const char *path, lt_err *err);
 int lt_model_encode(lt_model *m, const float *x, int n, float *z, int threads, lt_err *err);
 int lt_model_decode(lt_model *m, const float *z, int n, float *y, int threads, lt_err *err);
 int lt_model_reconstruct(lt_model *m, const float *x, int n, float *y, int threads, lt_err *err);
-/* Mean squared reconstruction error over images [first, first+count) of ds. */
+/* Mean squared reconstruction error over images [first, first+count) of ds:
+ * of the clean image, from the input corrupted by the model's noise if any. */
 int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, int threads,
                       double *mse, lt_err *err);
+
+/* Baselines for a denoising autoencoder on test: the mean squared error of
+ * the noisy images themselves, and of the best linear denoiser (Wiener /
+ * LMMSE) fitted on train's mean and covariance, for the same noisy images
+ * lt_model_eval_mse scores. lmmse_mse is NaN unless the noise is unclipped
+ * Gaussian, where that estimate is the linear optimum. */
+int lt_denoise_baselines(const lt_dataset *train, const lt_dataset *test, const lt_noise *noise, int threads,
+                         double *noisy_mse, double *lmmse_mse, lt_err *err);
 
 /* ---- training ---- */
 typedef enum { LT_OPT_ADAM, LT_OPT_ADAMW, LT_OPT_SGD, LT_OPT_RMSPROP, LT_OPT_ADADELTA } lt_opt_kind;
@@ -119,6 +155,7 @@ typedef struct lt_train_config {
     double weight_decay;
     double momentum;       /* SGD only */
     float dropout;
+    lt_noise noise;        /* kind LT_NOISE_NONE: autoencoder; else denoising autoencoder */
     lt_opt_kind optimizer;
     uint64_t seed;
     int threads;           /* 0: OpenMP's default */

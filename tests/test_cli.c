@@ -112,6 +112,50 @@ static void test_train_eval_reconstruct(void **state)
     free(dir);
 }
 
+/* --model dae: training, its own metrics in eval, triplets in reconstruct;
+ * and the flags that do not fit. */
+static void test_dae(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), out[8192];
+    lt_dataset ds;
+    tu_make_dataset(&ds, 200, 28, 28, 4);
+    write_idx(dir, "train-images-idx3-ubyte", &ds, 0);
+    write_idx(dir, "train-labels-idx1-ubyte", &ds, 1);
+    write_idx(dir, "t10k-images-idx3-ubyte", &ds, 0);
+    write_idx(dir, "t10k-labels-idx1-ubyte", &ds, 1);
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --noise gaussian:1", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "--model dae"));
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model dae --noise blur:1", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "blur"));
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "not built yet"));
+    int rc = sh(out, sizeof out, "%s train --data %s --out %s/dae --model dae --noise gaussian:0.5 --epochs 2 --batch 32 --val 40",
+                LATENT_CLI, dir, dir);
+    if (rc) fail_msg("dae train failed: %s", out);
+    assert_non_null(strstr(out, "noise gaussian:0.5"));
+    rc = sh(out, sizeof out, "%s eval %s/dae/model.safetensors --data %s --json", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("dae eval failed: %s", out);
+    const char *keys[] = {"\"test_mse\"", "\"test_psnr\"", "\"noisy_psnr\"", "\"lmmse_psnr\"", "\"noise\": \"gaussian:0.5\""};
+    for (int i = 0; i < 5; i++)
+        if (!strstr(out, keys[i])) fail_msg("eval --json lacks %s: %s", keys[i], out);
+    rc = sh(out, sizeof out, "%s reconstruct %s/dae/model.safetensors --data %s --out %s/tri.png --count 5", LATENT_CLI,
+            dir, dir, dir);
+    if (rc) fail_msg("dae reconstruct failed: %s", out);
+    char png[4200];
+    snprintf(png, sizeof png, "%s/tri.png", dir);
+    uint8_t *pix;
+    int w, h;
+    lt_err err = {0};
+    assert_int_equal(lt_png_read_gray(png, &pix, &w, &h, &err), 0);
+    assert_int_equal(w, 5 * (28 * 3 + 2) + 2);
+    assert_int_equal(h, 3 * (28 * 3 + 2) + 2); /* noisy, original, denoised */
+    free(pix);
+    lt_dataset_free(&ds);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* Ctrl-C (SIGINT) and SIGTERM: the run is saved, the exit code is 130 and the
  * message says how to resume; the saved model loads. */
 static void test_signal_saves_run(void **state)
@@ -168,6 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_help_and_bad_flags),
                                        cmocka_unit_test(test_train_eval_reconstruct),
+                                       cmocka_unit_test(test_dae),
                                        cmocka_unit_test(test_signal_saves_run)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

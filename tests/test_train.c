@@ -312,6 +312,54 @@ static void test_out_dir_created_with_parents(void **state)
     free(d);
 }
 
+/* A denoising autoencoder: the same weights for 1 and 2 threads, the same
+ * after 1 + resume + 1 epochs as after 2, and it learns to denoise. */
+static void test_dae_deterministic_and_resumable(void **state)
+{
+    (void)state;
+    char *d1 = tu_mkdtemp(), *d2 = tu_mkdtemp(), *d3 = tu_mkdtemp();
+    lt_err err = {0};
+    lt_train_config cfg;
+    base_config(&cfg, d1);
+    assert_int_equal(lt_noise_parse("gaussian:0.5", &cfg.noise, &err), 0);
+    run(&cfg, 0);
+    base_config(&cfg, d2);
+    assert_int_equal(lt_noise_parse("gaussian:0.5", &cfg.noise, &err), 0);
+    cfg.threads = 2;
+    run(&cfg, 0);
+    base_config(&cfg, d3);
+    assert_int_equal(lt_noise_parse("gaussian:0.5", &cfg.noise, &err), 0);
+    cfg.epochs = 1;
+    run(&cfg, 0);
+    base_config(&cfg, d3);
+    cfg.resume = 1;
+    /* The stored noise is kept; a different one is refused, naming the flag. */
+    assert_int_equal(lt_noise_parse("mask:0.5", &cfg.noise, &err), 0);
+    assert_int_equal(lt_train(&cfg, &ds, NULL, NULL, NULL, &err), LT_EINVAL);
+    assert_non_null(strstr(err.msg, "--noise"));
+    assert_int_equal(lt_noise_parse("gaussian:0.5", &cfg.noise, &err), 0);
+    run(&cfg, 0);
+    char *a = path(d1, "model.safetensors"), *b = path(d2, "model.safetensors"), *c = path(d3, "model.safetensors");
+    assert_same_file(a, b);
+    assert_same_file(a, c);
+    lt_model *m;
+    assert_int_equal(lt_model_load(&m, a, &err), 0);
+    assert_int_equal(lt_model_noise(m)->kind, LT_NOISE_GAUSSIAN);
+    double denoised, noisy, lmmse;
+    assert_int_equal(lt_model_eval_mse(m, &ds, 250, 50, 1, &denoised, &err), 0);
+    lt_dataset val = ds;
+    val.images = ds.images + (size_t)250 * 28 * 28;
+    val.labels = ds.labels + 250;
+    val.n = 50;
+    assert_int_equal(lt_denoise_baselines(&ds, &val, lt_model_noise(m), 1, &noisy, &lmmse, &err), 0);
+    print_message("DAE val MSE %.4f, noisy %.4f, LMMSE %.4f\n", denoised, noisy, lmmse);
+    assert_true(denoised < noisy);
+    lt_model_free(m);
+    free(a), free(b), free(c);
+    tu_rmtree(d1), tu_rmtree(d2), tu_rmtree(d3);
+    free(d1), free(d2), free(d3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_refuses_existing_run_and_checks_resume),
         cmocka_unit_test(test_disk_full_keeps_last_checkpoint),
         cmocka_unit_test(test_out_dir_created_with_parents),
+        cmocka_unit_test(test_dae_deterministic_and_resumable),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tu_release_threads();

@@ -81,12 +81,13 @@ int cmd_train(int argc, char **argv)
 {
     lt_train_config cfg;
     lt_train_config_default(&cfg);
-    const char *out = NULL, *data = NULL, *arch = NULL, *opt_name = "adam";
+    const char *out = NULL, *data = NULL, *arch = NULL, *opt_name = "adam", *model = "ae", *noise_text = NULL;
     int json = 0, resume = 0;
     double dropout = cfg.dropout;
     cli_opt opts[] = {
         {"--out", OPT_STRING, &out, "output directory (required)", 0, 0, 0},
-        {"--model", OPT_STRING, &(const char *){"ae"}, "model: ae (dae, clf, vae come later)", 0, 0, 0},
+        {"--model", OPT_STRING, &model, "ae (autoencoder) or dae (denoising autoencoder); clf, cnn, vae come later", 0, 0, 0},
+        {"--noise", OPT_STRING, &noise_text, "dae input noise: gaussian:SIGMA[:clip], saltpepper:P, mask:P (default gaussian:1)", 0, 0, 0},
         {"--latent", OPT_INT, &cfg.latent, "latent size d (default 2)", 1, 4096, 0},
         {"--arch", OPT_STRING, &arch, "architecture spec string or file (default: the mission's)", 0, 0, 0},
         {"--epochs", OPT_INT, &cfg.epochs, "total epochs (default 40)", 1, 1000000, 0},
@@ -107,9 +108,25 @@ int cmd_train(int argc, char **argv)
     const int nopts = (int)(sizeof opts / sizeof opts[0]);
     int rc = cli_parse("train", train_usage, argc, argv, opts, nopts, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    const char *model = *(const char **)cli_find(opts, nopts, "--model")->value;
-    if (strcmp(model, "ae")) {
-        fprintf(stderr, "latent train: --model %s is not built yet (only 'ae' for now)\n", model);
+    if (!strcmp(model, "clf") || !strcmp(model, "cnn") || !strcmp(model, "vae")) {
+        fprintf(stderr, "latent train: --model %s is not built yet (ae and dae are)\n", model);
+        return EXIT_USAGE;
+    }
+    if (strcmp(model, "ae") && strcmp(model, "dae")) {
+        fprintf(stderr, "latent train: --model: expected ae or dae, found '%s'\n", model);
+        return EXIT_USAGE;
+    }
+    lt_err nerr = {0};
+    if (noise_text && !strcmp(model, "ae")) {
+        fprintf(stderr, "latent train: --noise needs --model dae\n");
+        return EXIT_USAGE;
+    }
+    if (!strcmp(model, "dae") && lt_noise_parse(noise_text ? noise_text : "gaussian:1", &cfg.noise, &nerr)) {
+        fprintf(stderr, "latent train: --noise: %s\n", nerr.msg);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(model, "dae") && cfg.noise.kind == LT_NOISE_NONE) {
+        fprintf(stderr, "latent train: --noise none makes a plain autoencoder: use --model ae\n");
         return EXIT_USAGE;
     }
     if (!out) {
@@ -140,6 +157,7 @@ int cmd_train(int argc, char **argv)
 #undef KEEP
         if (!cli_find(opts, nopts, "--dropout")->given) dropout = stored.dropout;
         if (!cli_find(opts, nopts, "--optimizer")->given) k = (int)stored.optimizer;
+        if (!cli_find(opts, nopts, "--model")->given && !noise_text) cfg.noise = stored.noise;
         cfg.spec = stored.spec;
     } else if (arch) {
         /* A spec is given inline, or as a file when it names one. */
@@ -165,10 +183,15 @@ int cmd_train(int argc, char **argv)
     signal(SIGTERM, on_signal);
     /* One line saying what is about to run, so a log shows the settings. */
     int pool = ds.n - cfg.val, ntrain = cfg.limit && cfg.limit < pool ? cfg.limit : pool;
-    char what[64];
+    char what[160];
     if (resume) snprintf(what, sizeof what, "the run's architecture");
     else if (cfg.spec) snprintf(what, sizeof what, "architecture from --arch");
-    else snprintf(what, sizeof what, "autoencoder d=%d", cfg.latent);
+    else snprintf(what, sizeof what, "%s d=%d", cfg.noise.kind ? "denoising autoencoder" : "autoencoder", cfg.latent);
+    if (cfg.noise.kind) {
+        size_t used = strlen(what);
+        snprintf(what + used, sizeof what - used, ", noise ");
+        lt_noise_format(&cfg.noise, what + strlen(what), sizeof what - strlen(what));
+    }
     fprintf(stderr, "%s %s: %s, %d epochs, batch %d, %s lr %g, weight decay %g, dropout %g, seed %llu, "
             "%d training + %d validation images, %d thread(s)\n",
             resume ? "resuming" : "training", out, what,

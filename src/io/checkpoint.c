@@ -31,13 +31,15 @@ int lt_model_save(const lt_model *m, const char *path, lt_err *err)
             e[k].data = m->params + (which ? l->b_off : l->w_off);
         }
     }
-    char input[48], dropout[32];
+    char input[48], dropout[32], noise[64];
     snprintf(input, sizeof input, "%d,%d,%d", m->c, m->h, m->w);
     snprintf(dropout, sizeof dropout, "%.9g", m->dropout);
+    lt_noise_format(&m->noise, noise, sizeof noise);
     /* "format": "pt" is what safetensors.torch writes and expects. */
     const char *meta[] = {"format", "pt", "latent.format", CHECKPOINT_FORMAT, "latent.version", LATENT_VERSION,
-                          "latent.spec", m->spec, "latent.input", input, "latent.dropout", dropout};
-    if (!rc) rc = lt_st_write(path, e, n, meta, 6, err);
+                          "latent.spec", m->spec, "latent.input", input, "latent.dropout", dropout,
+                          "latent.model", m->noise.kind == LT_NOISE_NONE ? "ae" : "dae", "latent.noise", noise};
+    if (!rc) rc = lt_st_write(path, e, n, meta, 8, err);
     free(e);
     free(names);
     free(shapes);
@@ -82,6 +84,17 @@ int lt_model_load(lt_model **out, const char *path, lt_err *err)
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
         rc = lt_errf(err, LT_EFORMAT, "%s: %s", path, msg);
         goto done;
+    }
+    /* latent.noise is optional: checkpoints of plain autoencoders may lack it. */
+    const char *noise_text = lt_st_meta(&f, "latent.noise");
+    if (noise_text) {
+        lt_noise noise;
+        lt_err e2 = {0};
+        if (lt_noise_parse(noise_text, &noise, &e2)) {
+            rc = lt_errf(err, LT_EFORMAT, "%s: bad metadata latent.noise: %s", path, e2.msg);
+            goto done;
+        }
+        m->noise = noise;
     }
     int expected = 0;
     for (int i = 0; i < m->n_layers; i++) {

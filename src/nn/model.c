@@ -1,6 +1,7 @@
 /* Building a model from its spec, PyTorch's default initialisation, and
  * inference (encode, decode, reconstruct, test error). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,18 @@ size_t lt_model_num_params(const lt_model *m) { return m->n_params; }
 int lt_model_latent_dim(const lt_model *m) { return m->latent; }
 const char *lt_model_spec(const lt_model *m) { return m->spec; }
 float lt_model_dropout(const lt_model *m) { return m->dropout; }
+const lt_noise *lt_model_noise(const lt_model *m) { return &m->noise; }
+
+int lt_model_set_noise(lt_model *m, const lt_noise *noise, lt_err *err)
+{
+    char text[64];
+    /* Round-trip through the text form: it validates, and it is what checkpoints store. */
+    lt_noise checked;
+    if (lt_noise_format(noise, text, sizeof text) || lt_noise_parse(text, &checked, err))
+        return lt_errf(err, LT_EINVAL, "invalid noise settings");
+    m->noise = checked;
+    return 0;
+}
 
 static const char *kind_name(lt_layer_kind k)
 {
@@ -169,14 +182,25 @@ int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, i
     if (rc) return rc;
     lt_workspace *ws = m->infer;
     const size_t sz = image_size(m);
+    float *clean = lt_malloc(sizeof(float) * sz * INFER_BATCH, err);
+    if (!clean) return LT_ENOMEM;
     double sum = 0.0;
     for (int s = 0; s < count; s += INFER_BATCH) {
         int bn = count - s < INFER_BATCH ? count - s : INFER_BATCH;
-        lt_images_to_float(ws->act[0], ds, NULL, first + s, bn, threads);
+        lt_images_to_float(clean, ds, NULL, first + s, bn, threads);
+        memcpy(ws->act[0], clean, sizeof(float) * sz * bn);
+        /* Noise keyed by the image's index: the same noisy test set every time. */
+        if (m->noise.kind != LT_NOISE_NONE) {
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+            for (int i = 0; i < bn; i++)
+                lt_noise_apply(&m->noise, ws->act[0] + (size_t)i * sz, 1, sz, LT_EVAL_NOISE_SEED, ~0ull,
+                               (uint64_t)(first + s + i));
+        }
         lt_net_forward(m, ws, bn, 0, m->n_layers, 0, 0, 0, threads);
         /* Summed on one thread in image order: the same total for any thread count. */
-        sum += lt_mse_loss(NULL, ws->act[m->n_layers], ws->act[0], sz * bn, 1.0);
+        sum += lt_mse_loss(NULL, ws->act[m->n_layers], clean, sz * bn, 1.0);
     }
+    free(clean);
     *mse = sum / ((double)count * (double)sz);
     return 0;
 }

@@ -40,6 +40,7 @@ struct lt_model {
     char *spec;                /* the spec as given (comments and spacing kept) */
     int c, h, w;               /* input shape */
     float dropout;
+    lt_noise noise;            /* input corruption of a denoising autoencoder */
     int n_layers;
     lt_layer *layers;
     int n_parts;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,10 +88,11 @@ static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_op
     snprintf(v[11], 64, "%d", cfg->val);
     snprintf(v[12], 64, "%d", cfg->limit);
     snprintf(v[13], 64, "%d", cfg->epochs);
+    lt_noise_format(&m->noise, v[14], 64);
     const char *meta[] = {"latent.state.format", STATE_FORMAT, "spec", m->spec, "input", v[0], "dropout", v[1],
                           "epoch", v[2], "batch", v[3], "step", v[4], "loss_sum", v[5], "batch_size", v[6],
                           "lr", v[7], "weight_decay", v[8], "momentum", v[9], "seed", v[10], "val", v[11],
-                          "limit", v[12], "epochs", v[13], "optimizer", lt_opt_name(o->kind),
+                          "limit", v[12], "epochs", v[13], "noise", v[14], "optimizer", lt_opt_name(o->kind),
                           "metrics", rs->metrics};
     return lt_st_write(path, e, ne, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
 }
@@ -120,6 +122,8 @@ int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, 
     cfg->limit = atoi(get_meta(&f, "limit", path, &rc, err));
     cfg->dropout = strtof(get_meta(&f, "dropout", path, &rc, err), NULL);
     cfg->epochs = atoi(get_meta(&f, "epochs", path, &rc, err));
+    const char *noise = get_meta(&f, "noise", path, &rc, err);
+    if (!rc && lt_noise_parse(noise, &cfg->noise, err)) rc = lt_errf(err, LT_EFORMAT, "%s: bad noise '%s'", path, noise);
     if (!rc && opt < 0) rc = lt_errf(err, LT_EFORMAT, "%s: unknown optimizer in training state", path);
     if (!rc && strlen(spec) >= spec_size) rc = lt_errf(err, LT_EINVAL, "%s: spec too long", path);
     if (!rc) {
@@ -152,6 +156,12 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     SAME(limit, "--limit", "%d")
     SAME(dropout, "--dropout", "%g")
 #undef SAME
+    char a[64], b[64];
+    lt_noise_format(&cfg->noise, a, sizeof a);
+    lt_noise_format(&st.noise, b, sizeof b);
+    if (strcmp(a, b))
+        return lt_errf(err, LT_EINVAL, "--noise %s differs from the run in %s (%s); a resumed run keeps its settings", a,
+                       cfg->out_dir, b);
     if (st.optimizer != cfg->optimizer)
         return lt_errf(err, LT_EINVAL, "--optimizer %s differs from the run in %s (%s); a resumed run keeps its settings",
                        lt_opt_name(cfg->optimizer), cfg->out_dir, lt_opt_name(st.optimizer));
@@ -168,6 +178,7 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     const char *metrics = get_meta(&f, "metrics", path, &rc, err);
     if (!rc && !(rs->metrics = strdup(metrics))) rc = lt_errf(err, LT_ENOMEM, "out of memory");
     if (!rc) rc = lt_model_create(mp, st.spec, c, h, w, st.dropout, cfg->seed, err);
+    if (!rc) rc = lt_model_set_noise(*mp, &st.noise, err);
     if (!rc) rc = lt_optim_init(o, st.optimizer, st.lr, st.weight_decay, st.momentum, (*mp)->n_params, err);
     const char *names[3] = {"params", "optim.slot0", "optim.slot1"};
     float *dst[3] = {rc ? NULL : (*mp)->params, o->slot[0], o->slot[1]};
@@ -257,6 +268,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             sp = spec;
         }
         if (!rc) rc = lt_model_create(&m, sp, ds->c, ds->h, ds->w, cfg->dropout, cfg->seed, err);
+        if (!rc) rc = lt_model_set_noise(m, &cfg->noise, err);
         if (!rc) rc = lt_optim_init(&opt, cfg->optimizer, cfg->lr, cfg->weight_decay, cfg->momentum, m->n_params, err);
     }
     if (!rc && (m->c != ds->c || m->h != ds->h || m->w != ds->w))
@@ -282,6 +294,14 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             int bn = ntrain - b * cfg->batch < cfg->batch ? ntrain - b * cfg->batch : cfg->batch;
             lt_images_to_float(ws->act[0], ds, order + (size_t)b * cfg->batch, 0, bn, cfg->threads);
             memcpy(ws->target, ws->act[0], sizeof(float) * isz * bn);
+            /* A denoising autoencoder sees a corrupted input and aims at the clean one;
+             * the noise is keyed by epoch and position, so resume redraws it exactly. */
+            if (m->noise.kind != LT_NOISE_NONE) {
+#pragma omp parallel for num_threads(cfg->threads > 0 ? cfg->threads : omp_get_max_threads()) schedule(static)
+                for (int i = 0; i < bn; i++)
+                    lt_noise_apply(&m->noise, ws->act[0] + (size_t)i * isz, 1, isz, cfg->seed, (uint64_t)epoch,
+                                   (uint64_t)b * cfg->batch + (uint64_t)i);
+            }
             double loss = lt_net_train_step(m, ws, bn, cfg->seed, (uint64_t)rs.step, cfg->threads);
             if (!isfinite(loss)) {
                 rc = lt_errf(err, LT_ENAN,
