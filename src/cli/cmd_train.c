@@ -147,6 +147,12 @@ int cmd_train(int argc, char **argv)
     if (resume) {
         /* Start from the stored settings; flags given again must agree (lt_train checks). */
         lt_train_config stored = cfg;
+        char state[4200];
+        snprintf(state, sizeof state, "%s/train_state.safetensors", out);
+        if (access(state, F_OK) != 0) {
+            fprintf(stderr, "latent train: --resume: %s holds no run to resume (no train_state.safetensors)\n", out);
+            return EXIT_USAGE;
+        }
         if (lt_train_load_config(out, &stored, spec, sizeof spec, &err)) {
             fprintf(stderr, "latent train: --resume: %s\n", err.msg);
             return 1;

@@ -122,6 +122,11 @@ int lt_read_file(const char *path, void **out, size_t *n, lt_err *err)
     *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return lt_errf(err, LT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return lt_errf(err, LT_EIO, "%s: is a directory, not a file", path);
+    }
     size_t cap = 1 << 16, len = 0;
     char *buf = lt_malloc(cap, err);
     if (!buf) { fclose(f); return LT_ENOMEM; }

@@ -304,10 +304,11 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             }
             double loss = lt_net_train_step(m, ws, bn, cfg->seed, (uint64_t)rs.step, cfg->threads);
             if (!isfinite(loss)) {
-                rc = lt_errf(err, LT_ENAN,
-                             "training diverged at epoch %d, batch %d: the loss is %g. The last good checkpoint "
-                             "(after epoch %d) is kept in %s; try a smaller learning rate (--lr %g)",
-                             epoch + 1, b + 1, loss, epoch, cfg->out_dir, cfg->lr / 10);
+                char kept[4200];
+                if (epoch > 0) snprintf(kept, sizeof kept, "The last good checkpoint (after epoch %d) is kept in %s", epoch, cfg->out_dir);
+                else snprintf(kept, sizeof kept, "No checkpoint was saved yet");
+                rc = lt_errf(err, LT_ENAN, "training diverged at epoch %d, batch %d: the loss is %g. %s; try a smaller "
+                             "learning rate (--lr %g)", epoch + 1, b + 1, loss, kept, cfg->lr / 10);
                 break;
             }
             lt_optim_step(&opt, m->params, ws->grad, cfg->threads);
