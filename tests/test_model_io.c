@@ -654,6 +654,11 @@ static void test_load_bad_spec(void **state)
     variant v3 = {.meta_key = "latent.spec", .meta_val = spec};
     expect_bad_load(write_variant(fx, "spec3.safetensors", &v3), LT_EFORMAT, "'encoder.10.weight'",
                     "[2,64] but the spec needs [3,64]");
+    /* A short spec asking for a huge model is refused before anything the
+     * size of the model is allocated (found by fuzz_checkpoint). */
+    variant v4 = {.meta_key = "latent.spec",
+                  .meta_val = "encoder: flatten dense(65536) dense(4000) dense(2); decoder: dense(784) unflatten(1,28,28)"};
+    expect_bad_load(write_variant(fx, "huge.safetensors", &v4), LT_EFORMAT, "parameters but the file has only", NULL);
 }
 
 static void test_load_truncated(void **state)

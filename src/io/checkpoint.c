@@ -78,6 +78,25 @@ int lt_model_load(lt_model **out, const char *path, lt_err *err)
                      path, input, drop);
         goto done;
     }
+    /* Before allocating the model, check that the file holds as many floats as
+     * the spec's parameters: a few bytes of spec must not make us allocate
+     * gigabytes (the safetensors promise: no allocation beyond the file). */
+    {
+        lt_model probe = {0};
+        probe.c = c, probe.h = h, probe.w = w;
+        lt_err perr = {0};
+        if (c > 0 && h > 0 && w > 0 && (long long)c * h * w <= (1LL << 26) && lt_spec_parse(&probe, spec, &perr) == 0) {
+            /* Against the whole file: finer mismatches (a missing or misshapen
+             * tensor) get their own message, naming the tensor, below. */
+            size_t need = 0;
+            for (int i = 0; i < probe.n_layers; i++) need += probe.layers[i].w_len + probe.layers[i].b_len;
+            if (need > f.buf_len / sizeof(float))
+                rc = lt_errf(err, LT_EFORMAT, "%s: its spec needs %zu parameters but the file has only %zu bytes",
+                             path, need, f.buf_len);
+        }
+        free(probe.layers);
+        if (rc) goto done;
+    }
     if ((rc = lt_model_create(&m, spec, c, h, w, dropout, 0, err))) {
         /* Prefix the spec error with the file it came from. */
         char msg[sizeof err->msg];

@@ -56,7 +56,12 @@ int lt_model_create(lt_model **out, const char *spec, int c, int h, int w, float
             l->b_off = off, off += l->b_len;
         }
         m->n_params = off;
-        m->params = lt_calloc(off, sizeof(float), err);
+        /* 2^28 floats (1 GiB): far beyond any model of this kind, and a clear
+         * error instead of an allocation that the machine may not survive. */
+        if (off > ((size_t)1 << 28)) rc = lt_errf(err, LT_EINVAL, "spec: the model has %zu parameters, more than the 2^28 latent allows", off);
+    }
+    if (!rc) {
+        m->params = lt_calloc(m->n_params, sizeof(float), err);
         if (!m->params) rc = LT_ENOMEM;
     }
     if (rc) {
