@@ -8,8 +8,19 @@
 
 #include "nn/net.h"
 
-/* Inference runs in batches of this many images through one reusable workspace. */
+/* Inference runs in batches of up to 500 images through one reusable
+ * workspace, fewer when a (legal but huge) model would need more than 2^27
+ * floats (512 MiB) of activations for them. */
 #define INFER_BATCH 500
+#define INFER_FLOATS ((size_t)1 << 27)
+
+static int infer_batch(const lt_model *m)
+{
+    size_t per = (size_t)m->c * m->h * m->w;
+    for (int i = 0; i < m->n_layers; i++) per += m->layers[i].out_size;
+    size_t b = INFER_FLOATS / per;
+    return b >= INFER_BATCH ? INFER_BATCH : b < 1 ? 1 : (int)b;
+}
 
 static void init_params(lt_model *m, uint64_t seed)
 {
@@ -129,7 +140,7 @@ int lt_model_summary(const lt_model *m, char *buf, size_t size)
 
 static int ensure_infer(lt_model *m, lt_err *err)
 {
-    return m->infer ? 0 : lt_workspace_create(&m->infer, m, INFER_BATCH, 0, err);
+    return m->infer ? 0 : lt_workspace_create(&m->infer, m, infer_batch(m), 0, err);
 }
 
 /* Run layers [from, to) on n rows of `in` (each in_len floats), writing rows of
@@ -140,8 +151,9 @@ static int run_layers(lt_model *m, int from, int to, const float *in, size_t in_
     int rc = ensure_infer(m, err);
     if (rc) return rc;
     lt_workspace *ws = m->infer;
-    for (int s = 0; s < n; s += INFER_BATCH) {
-        int bn = n - s < INFER_BATCH ? n - s : INFER_BATCH;
+    const int ib = ws->max_batch;
+    for (int s = 0; s < n; s += ib) {
+        int bn = n - s < ib ? n - s : ib;
         /* Callers see PyTorch's channels-first layout; inside it is channels last. */
         const lt_layer *fl = &m->layers[from], *ll = &m->layers[to - 1];
         if (fl->in_c > 1 && fl->in_h * fl->in_w > 1)
@@ -187,11 +199,12 @@ int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, i
     if (rc) return rc;
     lt_workspace *ws = m->infer;
     const size_t sz = image_size(m);
-    float *clean = lt_malloc(sizeof(float) * sz * INFER_BATCH, err);
+    const int ib = ws->max_batch;
+    float *clean = lt_malloc(sizeof(float) * sz * ib, err);
     if (!clean) return LT_ENOMEM;
     double sum = 0.0;
-    for (int s = 0; s < count; s += INFER_BATCH) {
-        int bn = count - s < INFER_BATCH ? count - s : INFER_BATCH;
+    for (int s = 0; s < count; s += ib) {
+        int bn = count - s < ib ? count - s : ib;
         lt_images_to_float(clean, ds, NULL, first + s, bn, threads);
         memcpy(ws->act[0], clean, sizeof(float) * sz * bn);
         /* Noise keyed by the image's index: the same noisy test set every time. */

@@ -201,6 +201,13 @@ int lt_spec_parse(lt_model *m, const char *spec, lt_err *err)
         if (*c.s == ';') c.s++;
     }
     if (m->n_layers == 0) return lt_errf(err, LT_EINVAL, "spec: no layers");
+    /* Each layer is bounded; so is their sum, which is what one sample's
+     * activations take in memory. */
+    long long values = 0;
+    for (int i = 0; i < m->n_layers; i++) values += (long long)m->layers[i].out_size;
+    if (values > MAX_VALUES_PER_SAMPLE)
+        return lt_errf(err, LT_EINVAL, "spec: the layers produce %lld values per sample, more than the %lld latent allows",
+                       values, MAX_VALUES_PER_SAMPLE);
     return 0;
 }
 
