@@ -11,6 +11,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -360,6 +361,53 @@ static void test_dae_deterministic_and_resumable(void **state)
     free(d1), free(d2), free(d3);
 }
 
+/* An output directory that cannot be written: a clear error naming it, and
+ * the checkpoint already there is untouched. As root (CI) the child drops to
+ * user nobody first, since root may write anywhere. */
+static void test_unwritable_out_dir(void **state)
+{
+    (void)state;
+    char *d = tu_mkdtemp(), run_dir[1024];
+    snprintf(run_dir, sizeof run_dir, "%s/run", d);
+    lt_train_config cfg;
+    base_config(&cfg, run_dir);
+    cfg.epochs = 1;
+    run(&cfg, 0);
+    char *model = path(run_dir, "model.safetensors");
+    void *before;
+    size_t nb;
+    lt_err err = {0};
+    assert_int_equal(lt_read_file(model, &before, &nb, &err), 0);
+    assert_int_equal(chmod(d, 0755), 0);
+    assert_int_equal(chmod(run_dir, 0555), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(30);
+        base_config(&cfg, run_dir);
+        cfg.epochs = 2;
+        cfg.resume = 1;
+        lt_err e = {0};
+        int rc = lt_train(&cfg, &ds, NULL, NULL, NULL, &e);
+        if (rc != LT_EIO) _exit(10);
+        if (!strstr(e.msg, run_dir) || !strstr(e.msg, "ermission")) _exit(11);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(chmod(run_dir, 0755), 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    void *after;
+    size_t na;
+    assert_int_equal(lt_read_file(model, &after, &na, &err), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(before, after, nb);
+    free(before), free(after), free(model);
+    tu_rmtree(d);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_refuses_existing_run_and_checks_resume),
         cmocka_unit_test(test_disk_full_keeps_last_checkpoint),
         cmocka_unit_test(test_out_dir_created_with_parents),
+        cmocka_unit_test(test_unwritable_out_dir),
         cmocka_unit_test(test_dae_deterministic_and_resumable),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
