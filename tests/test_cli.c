@@ -35,19 +35,6 @@ static int sh(char *out, size_t size, const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void write_idx(const char *dir, const char *name, const lt_dataset *ds, int labels)
-{
-    size_t hdr = labels ? 8 : 16, n = labels ? (size_t)ds->n : (size_t)ds->n * ds->h * ds->w;
-    unsigned char *buf = malloc(hdr + n);
-    uint32_t dims[3] = {(uint32_t)ds->n, (uint32_t)ds->h, (uint32_t)ds->w};
-    buf[0] = buf[1] = 0, buf[2] = 8, buf[3] = labels ? 1 : 3;
-    for (int d = 0; d < (labels ? 1 : 3); d++)
-        for (int b = 0; b < 4; b++) buf[4 + 4 * d + b] = (unsigned char)(dims[d] >> (24 - 8 * b));
-    memcpy(buf + hdr, labels ? ds->labels : ds->images, n);
-    free(tu_write(dir, name, buf, hdr + n));
-    free(buf);
-}
-
 static void test_help_and_bad_flags(void **state)
 {
     (void)state;
@@ -76,10 +63,8 @@ static void test_train_eval_reconstruct(void **state)
     char *dir = tu_mkdtemp(), out[8192];
     lt_dataset ds;
     tu_make_dataset(&ds, 200, 28, 28, 3);
-    write_idx(dir, "train-images-idx3-ubyte", &ds, 0);
-    write_idx(dir, "train-labels-idx1-ubyte", &ds, 1);
-    write_idx(dir, "t10k-images-idx3-ubyte", &ds, 0);
-    write_idx(dir, "t10k-labels-idx1-ubyte", &ds, 1);
+    tu_write_idx_split(dir, "train", &ds);
+    tu_write_idx_split(dir, "t10k", &ds);
     int rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40 --json", LATENT_CLI, dir, dir);
     if (rc) fail_msg("train failed: %s", out);
     assert_non_null(strstr(out, "\"val_loss\""));
@@ -120,10 +105,8 @@ static void test_dae(void **state)
     char *dir = tu_mkdtemp(), out[8192];
     lt_dataset ds;
     tu_make_dataset(&ds, 200, 28, 28, 4);
-    write_idx(dir, "train-images-idx3-ubyte", &ds, 0);
-    write_idx(dir, "train-labels-idx1-ubyte", &ds, 1);
-    write_idx(dir, "t10k-images-idx3-ubyte", &ds, 0);
-    write_idx(dir, "t10k-labels-idx1-ubyte", &ds, 1);
+    tu_write_idx_split(dir, "train", &ds);
+    tu_write_idx_split(dir, "t10k", &ds);
     assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --noise gaussian:1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--model dae"));
     assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model dae --noise blur:1", LATENT_CLI, dir, dir), 2);
@@ -164,8 +147,7 @@ static void test_signal_saves_run(void **state)
     char *dir = tu_mkdtemp(), out[8192];
     lt_dataset ds;
     tu_make_dataset(&ds, 400, 28, 28, 5);
-    write_idx(dir, "train-images-idx3-ubyte", &ds, 0);
-    write_idx(dir, "train-labels-idx1-ubyte", &ds, 1);
+    tu_write_idx_split(dir, "train", &ds);
     const int sigs[2] = {SIGINT, SIGTERM};
     for (int k = 0; k < 2; k++) {
         char run[4200], log[4200];

@@ -88,20 +88,6 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL);
 }
 
-static void write_idx(const char *dir, const char *name, const lt_dataset *ds, int labels)
-{
-    size_t hdr = labels ? 8 : 16, n = labels ? (size_t)ds->n : (size_t)ds->n * ds->h * ds->w;
-    unsigned char *buf = malloc(hdr + n);
-    assert_non_null(buf);
-    uint32_t dims[3] = {(uint32_t)ds->n, (uint32_t)ds->h, (uint32_t)ds->w};
-    buf[0] = buf[1] = 0, buf[2] = 8, buf[3] = labels ? 1 : 3;
-    for (int d = 0; d < (labels ? 1 : 3); d++)
-        for (int b = 0; b < 4; b++) buf[4 + 4 * d + b] = (unsigned char)(dims[d] >> (24 - 8 * b));
-    memcpy(buf + hdr, labels ? ds->labels : ds->images, n);
-    free(tu_write(dir, name, buf, hdr + n));
-    free(buf);
-}
-
 static int count_lines(const char *s, size_t n)
 {
     int k = 0;
@@ -619,8 +605,7 @@ static int group_setup(void **state)
     if (!data_dir) return -1;
     lt_dataset ds;
     tu_make_dataset(&ds, 300, 28, 28, 11);
-    write_idx(data_dir, "train-images-idx3-ubyte", &ds, 0);
-    write_idx(data_dir, "train-labels-idx1-ubyte", &ds, 1);
+    tu_write_idx_split(data_dir, "train", &ds);
     lt_dataset_free(&ds);
     const char *seed = getenv("LATENT_CRASH_SEED");
     rng_state = seed && *seed ? strtoull(seed, NULL, 0) : 20240917u;

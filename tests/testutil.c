@@ -92,3 +92,25 @@ void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed)
 }
 
 void tu_release_threads(void) { omp_pause_resource_all(omp_pause_hard); }
+
+static void write_idx(const char *dir, const char *name, const lt_dataset *ds, int labels)
+{
+    size_t hdr = labels ? 8 : 16, n = labels ? (size_t)ds->n : (size_t)ds->n * ds->h * ds->w;
+    unsigned char *buf = malloc(hdr + n);
+    uint32_t dims[3] = {(uint32_t)ds->n, (uint32_t)ds->h, (uint32_t)ds->w};
+    buf[0] = buf[1] = 0, buf[2] = 8, buf[3] = labels ? 1 : 3;
+    for (int d = 0; d < (labels ? 1 : 3); d++)
+        for (int b = 0; b < 4; b++) buf[4 + 4 * d + b] = (unsigned char)(dims[d] >> (24 - 8 * b));
+    memcpy(buf + hdr, labels ? ds->labels : ds->images, n);
+    free(tu_write(dir, name, buf, hdr + n));
+    free(buf);
+}
+
+void tu_write_idx_split(const char *dir, const char *prefix, const lt_dataset *ds)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
+    write_idx(dir, name, ds, 0);
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
+    write_idx(dir, name, ds, 1);
+}

@@ -18,6 +18,9 @@ double tu_close_ratio(const float *a, const float *b, size_t n, double atol, dou
 double tu_norm(const float *a, size_t n);
 /* Fill with U(lo, hi) from a seeded generator. */
 void tu_fill_uniform(float *a, size_t n, float lo, float hi, uint64_t seed);
+/* Write ds as DIR/<prefix>-images-idx3-ubyte and DIR/<prefix>-labels-idx1-ubyte
+ * (prefix "train" or "t10k"), the layout latent reads with --data DIR. */
+void tu_write_idx_split(const char *dir, const char *prefix, const lt_dataset *ds);
 /* A small synthetic image dataset: n images of h x w with blobs, labels 0..9. */
 void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed);
 
