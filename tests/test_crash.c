@@ -40,13 +40,6 @@
 
 /* Under AddressSanitizer every trainer starts and runs several times slower:
  * fewer runs there keep the test short. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 #ifdef UNDER_ASAN
 #define KILL_RUNS 2
 #else

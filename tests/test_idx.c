@@ -26,13 +26,6 @@
 #include "latent.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
 /* Paths in the test directory; TMPDIR may be long. */
 #define PATHBUF 1024

@@ -7,6 +7,15 @@
 
 #include "latent.h"
 
+/* UNDER_ASAN: built with AddressSanitizer (gcc or clang spelling). */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it with tu_rmtree. */
 char *tu_mkdtemp(void);
 void tu_rmtree(const char *dir);

@@ -279,8 +279,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
 
     const size_t isz = (size_t)ds->c * ds->h * ds->w;
     const double t0 = now_seconds();
-    const int first_epoch = rs.epoch;
-    const long total_batches = (long)(cfg->epochs - first_epoch) * nbatches - rs.batch;
+    const long total_batches = (long)(cfg->epochs - rs.epoch) * nbatches - rs.batch;
     long batches_run = 0;
     lt_train_result res = {0};
     for (int epoch = rs.epoch; !rc && epoch < cfg->epochs; epoch++) {
@@ -366,6 +365,5 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     lt_workspace_free(ws);
     lt_optim_free(&opt);
     lt_model_free(m);
-    (void)first_epoch;
     return rc;
 }
