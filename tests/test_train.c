@@ -236,6 +236,55 @@ static void test_refuses_existing_run_and_checks_resume(void **state)
     free(d);
 }
 
+/* Resume the 1-epoch run in dir to 2 epochs in a child process that
+ * prepare() has set up to fail on writing: lt_train must return LT_EIO with a
+ * message naming dir and containing needle, and the checkpoint already there
+ * must stay byte-identical. */
+static void expect_failed_resume_keeps_checkpoint(const char *dir, int (*prepare)(void), const char *needle)
+{
+    char *model = path(dir, "model.safetensors");
+    void *before, *after;
+    size_t nb, na;
+    lt_err err = {0};
+    assert_int_equal(lt_read_file(model, &before, &nb, &err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (prepare() != 0) _exit(30);
+        lt_train_config cfg;
+        base_config(&cfg, dir);
+        cfg.epochs = 2;
+        cfg.resume = 1;
+        lt_err e = {0};
+        int rc = lt_train(&cfg, &ds, NULL, NULL, NULL, &e);
+        if (rc != LT_EIO) _exit(10);
+        if (!strstr(e.msg, dir) || !strstr(e.msg, needle)) _exit(11);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(lt_read_file(model, &after, &na, &err), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(before, after, nb);
+    free(before), free(after), free(model);
+}
+
+/* The child's write() fails with EFBIG past 4 KiB instead of killing it. */
+static int small_file_limit(void)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {4096, 4096};
+    return setrlimit(RLIMIT_FSIZE, &lim);
+}
+
+/* Root may write anywhere: drop to user nobody. */
+static int not_root(void)
+{
+    return geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0) ? -1 : 0;
+}
+
 /* A full disk (here: a file size limit, so every large write fails) stops
  * training with an I/O error naming the file, and the checkpoint of the
  * epoch before is still there and intact. Runs in a child process so the
@@ -248,35 +297,7 @@ static void test_disk_full_keeps_last_checkpoint(void **state)
     base_config(&cfg, d);
     cfg.epochs = 1;
     run(&cfg, 0);
-    char *model = path(d, "model.safetensors");
-    void *before;
-    size_t nb;
-    lt_err err = {0};
-    assert_int_equal(lt_read_file(model, &before, &nb, &err), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG instead of killing us */
-        struct rlimit lim = {4096, 4096};
-        if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(30);
-        base_config(&cfg, d);
-        cfg.epochs = 2;
-        cfg.resume = 1;
-        lt_err e = {0};
-        int rc = lt_train(&cfg, &ds, NULL, NULL, NULL, &e);
-        if (rc != LT_EIO) _exit(10);
-        if (!strstr(e.msg, d)) _exit(11);
-        _exit(0);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-    void *after;
-    size_t na;
-    assert_int_equal(lt_read_file(model, &after, &na, &err), 0);
-    assert_int_equal(na, nb);
-    assert_memory_equal(before, after, nb);
+    expect_failed_resume_keeps_checkpoint(d, small_file_limit, "");
     /* No temporary files left behind. */
     char cmd[4200], out[64] = {0};
     snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", d);
@@ -285,7 +306,6 @@ static void test_disk_full_keeps_last_checkpoint(void **state)
     if (!fgets(out, sizeof out, p)) out[0] = 0;
     pclose(p);
     assert_int_equal(atoi(out), 0);
-    free(before), free(after), free(model);
     tu_rmtree(d);
     free(d);
 }
@@ -373,37 +393,10 @@ static void test_unwritable_out_dir(void **state)
     base_config(&cfg, run_dir);
     cfg.epochs = 1;
     run(&cfg, 0);
-    char *model = path(run_dir, "model.safetensors");
-    void *before;
-    size_t nb;
-    lt_err err = {0};
-    assert_int_equal(lt_read_file(model, &before, &nb, &err), 0);
     assert_int_equal(chmod(d, 0755), 0);
     assert_int_equal(chmod(run_dir, 0555), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(30);
-        base_config(&cfg, run_dir);
-        cfg.epochs = 2;
-        cfg.resume = 1;
-        lt_err e = {0};
-        int rc = lt_train(&cfg, &ds, NULL, NULL, NULL, &e);
-        if (rc != LT_EIO) _exit(10);
-        if (!strstr(e.msg, run_dir) || !strstr(e.msg, "ermission")) _exit(11);
-        _exit(0);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    expect_failed_resume_keeps_checkpoint(run_dir, not_root, "ermission");
     assert_int_equal(chmod(run_dir, 0755), 0);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
-    void *after;
-    size_t na;
-    assert_int_equal(lt_read_file(model, &after, &na, &err), 0);
-    assert_int_equal(na, nb);
-    assert_memory_equal(before, after, nb);
-    free(before), free(after), free(model);
     tu_rmtree(d);
     free(d);
 }
