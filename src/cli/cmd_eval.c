@@ -123,7 +123,7 @@ int cmd_reconstruct(int argc, char **argv)
         for (size_t k = 0; k < sz; k++) clean[i * sz + k] = ds.images[i * sz + k] / 255.0f;
     if (!rc) {
         memcpy(x, clean, sizeof(float) * sz * count);
-        for (int i = 0; i < count; i++) lt_noise_apply(noise, x + i * sz, 1, sz, LT_EVAL_NOISE_SEED, ~0ull, (uint64_t)i);
+        lt_noise_apply(noise, x, count, sz, LT_EVAL_NOISE_SEED, ~0ull, 0);
     }
     if (!rc && (rc = lt_model_reconstruct(m, x, count, y, 0, &err))) fprintf(stderr, "latent reconstruct: %s\n", err.msg);
     if (!rc) {

@@ -1,7 +1,6 @@
 /* Building a model from its spec, PyTorch's default initialisation, and
  * inference (encode, decode, reconstruct, test error). */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,12 +207,7 @@ int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, i
         lt_images_to_float(clean, ds, NULL, first + s, bn, threads);
         memcpy(ws->act[0], clean, sizeof(float) * sz * bn);
         /* Noise keyed by the image's index: the same noisy test set every time. */
-        if (m->noise.kind != LT_NOISE_NONE) {
-#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
-            for (int i = 0; i < bn; i++)
-                lt_noise_apply(&m->noise, ws->act[0] + (size_t)i * sz, 1, sz, LT_EVAL_NOISE_SEED, ~0ull,
-                               (uint64_t)(first + s + i));
-        }
+        lt_noise_batch(&m->noise, ws->act[0], bn, sz, LT_EVAL_NOISE_SEED, ~0ull, (uint64_t)(first + s), threads);
         lt_net_forward(m, ws, bn, 0, m->n_layers, 0, 0, 0, threads);
         /* Summed on one thread in image order: the same total for any thread count. */
         sum += lt_mse_loss(NULL, ws->act[m->n_layers], clean, sz * bn, 1.0);

@@ -269,3 +269,11 @@ void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int fi
         for (size_t k = 0; k < sz; k++) d[k] = (float)src[k] / 255.0f;
     }
 }
+
+void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_t seed, uint64_t stream,
+                    uint64_t first, int threads)
+{
+    if (noise->kind == LT_NOISE_NONE) return;
+#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
+    for (int i = 0; i < n; i++) lt_noise_apply(noise, x + (size_t)i * size, 1, size, seed, stream, first + (uint64_t)i);
+}

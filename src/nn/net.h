@@ -114,6 +114,11 @@ double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t se
 void lt_nchw_to_nhwc(float *dst, const float *src, int n, int c, int plane);
 void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane);
 
+/* lt_noise_apply over n images, split over threads; image i still uses the
+ * stream (seed, stream, first + i), so the result does not depend on them. */
+void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_t seed, uint64_t stream,
+                    uint64_t first, int threads);
+
 /* Convert n images (bytes, indices idx into ds or consecutive from first when
  * idx is NULL) to floats in [0,1]. */
 void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads);

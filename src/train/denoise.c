@@ -69,7 +69,7 @@ int lt_denoise_baselines(const lt_dataset *train, const lt_dataset *test, const 
         lt_images_to_float(clean, test, NULL, s, bn, threads);
         memcpy(noisy, clean, sizeof(float) * (size_t)bn * d);
         /* The same stream lt_model_eval_mse uses: the very same noisy test images. */
-        lt_noise_apply(noise, noisy, bn, (size_t)d, LT_EVAL_NOISE_SEED, ~0ull, (uint64_t)s);
+        lt_noise_batch(noise, noisy, bn, (size_t)d, LT_EVAL_NOISE_SEED, ~0ull, (uint64_t)s, threads);
         for (size_t i = 0; i < (size_t)bn * d; i++) {
             double e = (double)noisy[i] - clean[i];
             se_noisy += e * e;

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,12 +294,8 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             memcpy(ws->target, ws->act[0], sizeof(float) * isz * bn);
             /* A denoising autoencoder sees a corrupted input and aims at the clean one;
              * the noise is keyed by epoch and position, so resume redraws it exactly. */
-            if (m->noise.kind != LT_NOISE_NONE) {
-#pragma omp parallel for num_threads(cfg->threads > 0 ? cfg->threads : omp_get_max_threads()) schedule(static)
-                for (int i = 0; i < bn; i++)
-                    lt_noise_apply(&m->noise, ws->act[0] + (size_t)i * isz, 1, isz, cfg->seed, (uint64_t)epoch,
-                                   (uint64_t)b * cfg->batch + (uint64_t)i);
-            }
+            lt_noise_batch(&m->noise, ws->act[0], bn, isz, cfg->seed, (uint64_t)epoch, (uint64_t)b * cfg->batch,
+                           cfg->threads);
             double loss = lt_net_train_step(m, ws, bn, cfg->seed, (uint64_t)rs.step, cfg->threads);
             if (!isfinite(loss)) {
                 char kept[4200];
