@@ -337,6 +337,46 @@ int lt_trustworthiness(const float *x, int dx, const float *y, int dy, int n, in
 int lt_map_inverse_knn(const float *coords, const float *codes, int n, int d, const float *q, int nq, int k,
                        float *out, lt_err *err);
 
+/* A map as `latent embed` leaves it and `latent generate` reads it: a
+ * safetensors file with tensors "coords" [n, 2] F32, "codes" [n, d] (F32
+ * latent codes, or U8 pixels for a map of images), "labels" [n] U8, "index"
+ * [n] I32 (the point's image in its split; "all" is train then test) and,
+ * for PCA, "pca_mean" [d] and "pca_components" [2, d]; metadata "format":
+ * "latent-map", "version": "1", "method", "input", "split", "params". */
+#define LT_MAP_FORMAT "latent-map"
+#define LT_MAP_VERSION "1"
+typedef struct lt_map {
+    char method[16];      /* "pca" or "tsne" */
+    char input[16];       /* "latent" or "pixels" */
+    char split[16];       /* "test", "train" or "all" */
+    char params[512];     /* the method's parameters, as text */
+    int n, d;
+    float *coords;        /* [n, 2] */
+    float *codes;         /* [n, d]; pixels in [0, 1] for input "pixels" */
+    uint8_t *labels;      /* [n] */
+    int32_t *index;       /* [n] */
+    lt_pca pca;           /* method "pca": k = 2; else zeroed */
+} lt_map;
+int lt_map_save(const lt_map *m, const char *path, lt_err *err);
+/* Validates everything: format and version, shapes against each other, finite values. */
+int lt_map_load(lt_map *m, const char *path, lt_err *err);
+void lt_map_free(lt_map *m);
+
+/* TensorBoard projector files in dir: tensors.tsv (x [n, d]), metadata.tsv
+ * (columns label and index, with a header), sprite.png (the images [n, h*w]
+ * as bytes, in a square grid; left out when it would exceed TensorBoard's
+ * 8192 x 8192 limit, and *sprite is set to 0) and projector_config.pbtxt.
+ * Each file is written atomically. */
+int lt_projector_export(const char *dir, const char *tensor_name, const float *x, int n, int d,
+                        const uint8_t *labels, const int32_t *index, const uint8_t *images, int h, int w,
+                        int *sprite, lt_err *err);
+
+/* Write a whole file atomically (temporary file, fsync, rename): for the
+ * side files of figures and maps that the CLI composes as text. */
+int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
+
 #ifdef __cplusplus
 }
 #endif

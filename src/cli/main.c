@@ -16,6 +16,9 @@ static const char *usage =
     "  train        train an autoencoder (latent train --help)\n"
     "  eval         test-set loss of a checkpoint\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
+    "  embed        PCA or t-SNE map of the codes (or pixels), with scores and plots\n"
+    "  generate     digits decoded from points picked on a map\n"
+    "  interpolate  digits decoded along the line between two test images' codes\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
@@ -44,6 +47,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train")) rc = cmd_train(argc - 1, argv + 1);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "embed")) rc = cmd_embed(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "interpolate")) rc = cmd_interpolate(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;
