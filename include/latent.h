@@ -282,6 +282,11 @@ int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, 
 int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn progress, void *ctx,
              lt_train_result *result, lt_err *err);
 
+/* ---- files ---- */
+/* Write a whole file atomically (temporary file in the same directory, fsync,
+ * rename): readers see the old file or the new one, never half of one. */
+int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+
 /* ---- images ---- */
 /* Tile n one-channel images (floats in [0,1], each h x w, contiguous) into
  * a grid of `cols` columns, each pixel scaled up `scale` times with a 2-pixel
