@@ -134,6 +134,7 @@ int lt_model_create(lt_model **out, const char *spec, int c, int h, int w, float
 void lt_model_free(lt_model *m);
 size_t lt_model_num_params(const lt_model *m);
 lt_model_kind lt_model_get_kind(const lt_model *m);
+void lt_model_input_shape(const lt_model *m, int *c, int *h, int *w);
 /* "ae", "dae", "clf" or "vae" (the value of a checkpoint's latent.model). */
 const char *lt_model_kind_name(const lt_model *m);
 /* Classifier: number of classes; 0 for other kinds. */

@@ -32,5 +32,6 @@ int cli_load_split(const char *data_dir, const char *split, lt_dataset *ds);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 #endif

@@ -240,10 +240,10 @@ int cmd_train(int argc, char **argv)
     int pool = ds.n - cfg.val, ntrain = cfg.limit && cfg.limit < pool ? cfg.limit : pool;
     char what[160];
     if (resume) snprintf(what, sizeof what, "the run's architecture");
+    else if (is_cnn) snprintf(what, sizeof what, "MNIST example CNN");
     else if (cfg.spec) snprintf(what, sizeof what, "architecture from --arch");
     else if (is_clf && init) snprintf(what, sizeof what, "classifier from the encoder of %.100s%s", init, freeze ? " (frozen)" : "");
     else if (is_clf) snprintf(what, sizeof what, "classifier (the autoencoder's encoder, d=%d, from scratch)", cfg.latent);
-    else if (is_cnn) snprintf(what, sizeof what, "MNIST example CNN");
     else if (is_vae) {
         char lk[64];
         lt_likelihood lik = cfg.likelihood;

@@ -13,9 +13,10 @@ static const char *usage =
     "Usage: latent COMMAND [options]\n"
     "\n"
     "Commands:\n"
-    "  train        train an autoencoder (latent train --help)\n"
-    "  eval         test-set loss of a checkpoint\n"
+    "  train        train a model: ae, dae, clf, cnn, vae (latent train --help)\n"
+    "  eval         a checkpoint's scores on the test set\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
+    "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
@@ -44,6 +45,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train")) rc = cmd_train(argc - 1, argv + 1);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;

@@ -80,10 +80,11 @@ void lt_maxpool_backward(float *dinp, const float *dout, const float *arg, int n
 
 /* VAE reparameterisation over n samples of 2k inputs (k means, then k
  * log-variances): z = mu + exp(logvar / 2) * eps. With eps NULL (inference)
- * z = mu. Otherwise eps is drawn (sample i from lt_rng_for(seed, step, first+i,
- * salt)) and kept for backward. kl (may be NULL) receives each sample's
+ * z = mu. Otherwise, with draw set, eps is drawn (sample i from
+ * lt_rng_for(seed, step, first+i, salt)) and kept for backward; without, the
+ * eps given is used (tests against PyTorch with the same noise). kl (may be NULL) receives each sample's
  * KL(q(z|x) || N(0, I)) = -1/2 sum(1 + logvar - mu^2 - exp(logvar)). */
-void lt_sample_forward(float *z, float *eps, double *kl, const float *inp, int n, int k, uint64_t seed,
+void lt_sample_forward(float *z, float *eps, int draw, double *kl, const float *inp, int n, int k, uint64_t seed,
                        uint64_t step, uint64_t first, uint64_t salt);
 /* dinp from dz, plus kl_scale times the KL's own gradient. */
 void lt_sample_backward(float *dinp, const float *dz, const float *eps, const float *inp, int n, int k,

@@ -139,6 +139,7 @@ int lt_model_set_noise(lt_model *m, const lt_noise *noise, lt_err *err)
 }
 
 lt_model_kind lt_model_get_kind(const lt_model *m) { return m->kind; }
+void lt_model_input_shape(const lt_model *m, int *c, int *h, int *w) { *c = m->c, *h = m->h, *w = m->w; }
 int lt_model_classes(const lt_model *m) { return m->classes; }
 const lt_likelihood *lt_model_likelihood(const lt_model *m) { return &m->lik; }
 

@@ -187,7 +187,7 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
             break;
         case LT_L_SAMPLE: {
             float *eps = train || ws->sample ? ws->mask[i] + (size_t)first * l->out_size : NULL;
-            lt_sample_forward(out, eps, ws->kl + first, in, n, l->out_c, seed, step, (uint64_t)first,
+            lt_sample_forward(out, eps, !ws->fixed_eps, ws->kl + first, in, n, l->out_c, seed, step, (uint64_t)first,
                               (uint64_t)i);
             break;
         }

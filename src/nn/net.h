@@ -94,6 +94,7 @@ typedef struct lt_workspace {
     float *target;             /* [max_batch, input size] */
     uint8_t *labels;           /* [max_batch] classifier targets */
     int sample;                /* VAE: draw z in inference too (an ELBO estimate, not z = mean) */
+    int fixed_eps;             /* VAE: use the noise already in the sample layer's buffer (tests) */
     double *kl;                /* VAE: per-sample KL divergence of the last forward */
     lt_chunk *chunks;          /* n_chunks_max of them */
     size_t *scratch_off;       /* per layer: its scratch in a chunk's cols (training: one each) */

@@ -6,7 +6,7 @@
 #include "core/core.h"
 #include "nn/layers.h"
 
-void lt_sample_forward(float *z, float *eps, double *kl, const float *inp, int n, int k, uint64_t seed,
+void lt_sample_forward(float *z, float *eps, int draw, double *kl, const float *inp, int n, int k, uint64_t seed,
                        uint64_t step, uint64_t first, uint64_t salt)
 {
     for (int s = 0; s < n; s++) {
@@ -16,7 +16,7 @@ void lt_sample_forward(float *z, float *eps, double *kl, const float *inp, int n
             lt_rng r = lt_rng_for(seed, step, first + (uint64_t)s, salt);
             float *e = eps + (size_t)s * k;
             for (int j = 0; j < k; j++) {
-                e[j] = lt_rng_normal(&r);
+                if (draw) e[j] = lt_rng_normal(&r);
                 zs[j] = mu[j] + expf(0.5f * lv[j]) * e[j];
             }
         } else {

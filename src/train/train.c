@@ -275,8 +275,12 @@ static int create_model(const lt_train_config *cfg, const lt_dataset *ds, lt_mod
     if (!sp && cfg->model == LT_MODEL_CLF) {
         /* The encoder of the autoencoder we start from, or of the default one. */
         lt_model *src = NULL;
-        if (cfg->init) rc = lt_model_load(&src, cfg->init, err);
-        else rc = lt_default_spec(base, sizeof base, cfg->latent > 0 ? cfg->latent : 2);
+        if (cfg->init && (rc = lt_model_load(&src, cfg->init, err))) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            rc = lt_errf(err, rc, "--init: %s", msg);
+        }
+        else if (!cfg->init) rc = lt_default_spec(base, sizeof base, cfg->latent > 0 ? cfg->latent : 2);
         if (!rc) rc = lt_classifier_spec(spec, sizeof spec, src ? src->spec : base, ds->n_classes, err);
         if (!rc && src && src->kind == LT_MODEL_CLF)
             rc = lt_errf(err, LT_EINVAL, "--init %s: the checkpoint is a classifier; give an autoencoder to fine-tune", cfg->init);
@@ -369,6 +373,12 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     if (!rc && (m->c != ds->c || m->h != ds->h || m->w != ds->w))
         rc = lt_errf(err, LT_EINVAL, "the data has %dx%dx%d images but the run in %s was trained on %dx%dx%d",
                      ds->c, ds->h, ds->w, cfg->out_dir, m->c, m->h, m->w);
+    /* Frozen layers come first, so their parameters are a prefix of the block. */
+    for (int i = 0; !rc && i < m->n_layers; i++)
+        if (i >= m->first_trainable && m->layers[i].w_len) {
+            opt.first = m->layers[i].w_off;
+            break;
+        }
     if (!rc) rc = lt_workspace_create(&ws, m, cfg->batch, 1, err);
     if (!rc && !(order = lt_malloc(sizeof(int) * (size_t)ntrain, err))) rc = LT_ENOMEM;
 
