@@ -297,6 +297,42 @@ int lt_write_image_grid(const char *path, const float *images, int n, int h, int
 /* Write an 8-bit grayscale PNG atomically (temporary file, then rename). */
 int lt_png_write_gray(const char *path, const uint8_t *pixels, int width, int height, lt_err *err);
 
+/* ---- plots ----
+ * Figures drawn with cairo. The format follows the file name: ".png" or
+ * ".svg" (any case); another ending is LT_EINVAL. Files are written
+ * atomically (temporary file, then rename). An SVG also carries the title as
+ * its <title> element. Non-finite values, and values <= 0 on a log axis, are
+ * skipped (a line breaks there) and never move the axis ranges; a
+ * non-finite heatmap cell is drawn grey and annotated "n/a". */
+typedef struct lt_series {
+    const char *label;       /* legend entry; NULL for none */
+    const double *x, *y;     /* n points */
+    int n;
+    const double *lo, *hi;   /* optional shaded band (e.g. the spread over folds); both or NULL */
+} lt_series;
+
+/* Line chart of n_series curves, one colour each, with a legend; log_y: a logarithmic y axis. */
+int lt_plot_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                  const lt_series *series, int n_series, int log_y, lt_err *err);
+/* Scatter of n points, coloured by class cls[i] in [0, n_classes) with a
+ * legend "0", "1", ... (cls NULL: one colour). Optional marks (n_marks,
+ * may be 0) are drawn on top as discs numbered 1.. in order. */
+int lt_plot_scatter(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                    const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
+                    int n_marks, lt_err *err);
+/* The same scatter with its n_marks (>= 1) numbered marks, beside a grid of
+ * the n_marks images (floats in [0,1], h x w each) numbered alike; note
+ * (may be NULL) is a line of text under the figure. */
+int lt_plot_map_digits(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                       const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
+                       int n_marks, const float *images, int h, int w, const char *note, lt_err *err);
+/* Heatmap of rows x cols values (row-major), e.g. a confusion matrix, with a
+ * colour bar; row_labels / col_labels may be NULL (then 0, 1, ...);
+ * annotate: print each value in its cell (integers without decimals). */
+int lt_plot_heatmap(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                    const char *const *row_labels, const char *const *col_labels, const double *values, int rows,
+                    int cols, int annotate, lt_err *err);
+
 #ifdef __cplusplus
 }
 #endif
