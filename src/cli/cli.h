@@ -33,5 +33,6 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_curves(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const char *usage =
     "  eval         a checkpoint's scores on the test set\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
     "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
+    "  curves       loss curves of training runs (PNG or SVG)\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
     else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "curves")) rc = cmd_curves(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;
