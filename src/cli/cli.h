@@ -32,6 +32,8 @@ int cli_load_split(const char *data_dir, const char *split, lt_dataset *ds);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_curves(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_interpolate(int argc, char **argv);

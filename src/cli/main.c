@@ -13,9 +13,11 @@ static const char *usage =
     "Usage: latent COMMAND [options]\n"
     "\n"
     "Commands:\n"
-    "  train        train an autoencoder (latent train --help)\n"
-    "  eval         test-set loss of a checkpoint\n"
+    "  train        train a model: ae, dae, clf, cnn, vae (latent train --help)\n"
+    "  eval         a checkpoint's scores on the test set\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
+    "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
+    "  curves       loss curves of training runs (PNG or SVG)\n"
     "  embed        PCA or t-SNE map of the codes (or pixels), with scores and plots\n"
     "  generate     digits decoded from points picked on a map\n"
     "  interpolate  digits decoded along the line between two test images' codes\n"
@@ -47,6 +49,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train")) rc = cmd_train(argc - 1, argv + 1);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "curves")) rc = cmd_curves(argc - 1, argv + 1);
     else if (!strcmp(cmd, "embed")) rc = cmd_embed(argc - 1, argv + 1);
     else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 1, argv + 1);
     else if (!strcmp(cmd, "interpolate")) rc = cmd_interpolate(argc - 1, argv + 1);
