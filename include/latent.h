@@ -432,7 +432,8 @@ int lt_map_inverse_knn(const float *coords, const float *codes, int n, int d, co
  * latent codes, or U8 pixels for a map of images), "labels" [n] U8, "index"
  * [n] I32 (the point's image in its split; "all" is train then test) and,
  * for PCA, "pca_mean" [d] and "pca_components" [2, d]; metadata "format":
- * "latent-map", "version": "1", "method", "input", "split", "params". */
+ * "latent-map", "version": "1", "method", "input", "split", "params",
+ * "image_shape". */
 #define LT_MAP_FORMAT "latent-map"
 #define LT_MAP_VERSION "1"
 typedef struct lt_map {
@@ -441,6 +442,7 @@ typedef struct lt_map {
     char split[16];       /* "test", "train" or "all" */
     char params[512];     /* the method's parameters, as text */
     int n, d;
+    int h, w;             /* size of the images (metadata "image_shape" "HxW") */
     float *coords;        /* [n, 2] */
     float *codes;         /* [n, d]; pixels in [0, 1] for input "pixels" */
     uint8_t *labels;      /* [n] */

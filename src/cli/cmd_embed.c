@@ -132,7 +132,17 @@ static int load_points(const char *cmd, const char *data, const char *split, lt_
     return 0;
 }
 
-/* Codes of images [first, first+n) of ds, in batches the model takes. */
+/* The model must take the dataset's images as they are. */
+static int check_shape(const char *cmd, const char *ckpt, lt_model *m, const lt_dataset *ds)
+{
+    int c, h, w;
+    lt_model_input_shape(m, &c, &h, &w);
+    if (c == ds->c && h == ds->h && w == ds->w) return 0;
+    fprintf(stderr, "latent %s: %s takes %dx%dx%d images but the data are %dx%dx%d\n", cmd, ckpt, c, h, w, ds->c, ds->h, ds->w);
+    return 1;
+}
+
+/* Codes of the images which[0..n) of ds (which NULL: the first n), in batches the model takes. */
 static int encode(const char *cmd, lt_model *m, const lt_dataset *ds, const int *which, int n, int threads, float *z)
 {
     const size_t sz = (size_t)ds->c * ds->h * ds->w;
@@ -283,6 +293,11 @@ int cmd_embed(int argc, char **argv)
             return 1;
         }
         d = lt_model_latent_dim(m);
+        if (check_shape("embed", ckpt, m, &ds)) {
+            lt_model_free(m);
+            lt_dataset_free(&ds);
+            return 1;
+        }
     }
     float *codes = malloc(sizeof(float) * (size_t)n * d), *coords = malloc(sizeof(float) * 2 * (size_t)n);
     float *px = malloc(sizeof(float) * n), *py = malloc(sizeof(float) * n);
@@ -371,6 +386,7 @@ int cmd_embed(int argc, char **argv)
         snprintf(map.input, sizeof map.input, "%s", input);
         snprintf(map.split, sizeof map.split, "%s", split);
         snprintf(map.params, sizeof map.params, "%s", params);
+        map.h = ds.h, map.w = ds.w;
         map.n = n, map.d = d, map.coords = coords, map.codes = codes, map.labels = ds.labels, map.index = index;
         snprintf(path, sizeof path, "%s/map.safetensors", out);
         if (lt_map_save(&map, path, &err)) fprintf(stderr, "latent embed: %s\n", err.msg), rc = 1;
@@ -658,7 +674,13 @@ int cmd_generate(int argc, char **argv)
             }
     }
     const int d = latent_map ? 2 : map.d;
-    const int ih = latent_map || !ds.n ? 28 : 28, iw = 28;
+    int ih = map.h, iw = map.w;
+    if (!rc && m) {
+        int c;
+        lt_model_input_shape(m, &c, &ih, &iw);
+        if (c != 1) rc = 1, fprintf(stderr, "latent generate: %s makes %d-channel images; only one channel is drawn here\n", ckpt, c);
+    }
+    if (!rc && (ih < 1 || iw < 1)) rc = 1, fprintf(stderr, "latent generate: the map does not say its image size\n");
     float *z = rc ? NULL : malloc(sizeof(float) * (size_t)npts * d);
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)npts * ih * iw);
     if (!rc && (!z || !img)) rc = 1, fprintf(stderr, "latent generate: out of memory\n");
@@ -803,6 +825,10 @@ int cmd_interpolate(int argc, char **argv)
                 ds.n - 1, from >= ds.n ? from : to);
         lt_dataset_free(&ds), lt_model_free(m);
         return EXIT_USAGE;
+    }
+    if (check_shape("interpolate", ckpt, m, &ds)) {
+        lt_dataset_free(&ds), lt_model_free(m);
+        return 1;
     }
     const int d = lt_model_latent_dim(m);
     const size_t sz = (size_t)ds.h * ds.w;

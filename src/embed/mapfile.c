@@ -44,9 +44,11 @@ int lt_map_save(const lt_map *m, const char *path, lt_err *err)
     };
     char ev[64];
     snprintf(ev, sizeof ev, "%.17g,%.17g", pca ? m->pca.variance_ratio[0] : 0.0, pca ? m->pca.variance_ratio[1] : 0.0);
+    char shape[32];
+    snprintf(shape, sizeof shape, "%dx%d", m->h, m->w);
     const char *meta[] = {"format", LT_MAP_FORMAT, "version", LT_MAP_VERSION, "method", m->method, "input", m->input,
-                          "split", m->split, "params", m->params, "pca_variance_ratio", ev};
-    int rc = lt_st_write(path, t, pca ? 6 : 4, meta, pca ? 7 : 6, err);
+                          "split", m->split, "params", m->params, "image_shape", shape, "pca_variance_ratio", ev};
+    int rc = lt_st_write(path, t, pca ? 6 : 4, meta, pca ? 8 : 7, err);
     free(px);
     return rc;
 }
@@ -106,6 +108,9 @@ int lt_map_load(lt_map *m, const char *path, lt_err *err)
     snprintf(m->input, sizeof m->input, "%s", input);
     snprintf(m->split, sizeof m->split, "%s", split ? split : "");
     snprintf(m->params, sizeof m->params, "%s", params ? params : "");
+    const char *shape = lt_st_meta(&f, "image_shape");
+    if (!shape || sscanf(shape, "%dx%d", &m->h, &m->w) != 2 || m->h < 1 || m->w < 1 || m->h > 65536 || m->w > 65536)
+        m->h = m->w = 0;
     m->n = (int)tc->shape[0];
     m->d = (int)tk->shape[1];
     const int pixels = !strcmp(input, "pixels");
