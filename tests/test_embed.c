@@ -65,6 +65,7 @@ static void test_pca_plane(void **state)
     double worst = 0;
     for (int i = 0; i < N * D; i++) worst = fmax(worst, fabs(back[i] - x[i]));
     if (worst > 1e-5) fail_msg("PCA round trip off by %g", worst);
+    lt_pca_free(&p);
     /* Bad input: NaN, too many components. */
     x[7] = NAN;
     assert_int_equal(lt_pca_fit(&p, x, N, D, 2, &err), LT_EINVAL);
