@@ -721,8 +721,12 @@ int cmd_generate(int argc, char **argv)
     for (int k = 0; !rc && k < npts; k++) mx[k] = pts[2 * k], my[k] = pts[2 * k + 1];
     if (!rc) {
         char title[600];
-        const char *what = latent_map ? "the 2-D latent space (test codes)" : tsne ? "a t-SNE map" : "a PCA map";
-        snprintf(title, sizeof title, "Digits decoded from %d point%s of %s%s%s", npts, npts > 1 ? "s" : "", what,
+        const int of_pixels = !latent_map && !strcmp(map.input, "pixels");
+        const char *what = latent_map ? "the 2-D latent space (test codes)"
+                           : tsne     ? (of_pixels ? "a t-SNE map of pixels" : "a t-SNE map of latent codes")
+                                      : (of_pixels ? "a PCA map of pixels" : "a PCA map of latent codes");
+        snprintf(title, sizeof title, "%s %d point%s of %s%s%s", of_pixels ? "Images from" : "Digits decoded from", npts,
+                 npts > 1 ? "s" : "", what,
                  map.params[0] ? ": " : "", map.params);
         const char *ax = latent_map ? "z1" : tsne ? "t-SNE 1" : "PC1", *ay = latent_map ? "z2" : tsne ? "t-SNE 2" : "PC2";
         if (lt_plot_map_digits(out, title, ax, ay, px, py, cls, map.n, n_classes, mx, my, npts, img, ih, iw, note, &err))
