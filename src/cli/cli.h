@@ -32,5 +32,10 @@ int cli_load_split(const char *data_dir, const char *split, lt_dataset *ds);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+
+/* The MPI job this process belongs to (NULL outside train, search, compare). */
+lt_dist *cli_dist(void);
 
 #endif

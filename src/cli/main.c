@@ -14,11 +14,17 @@ static const char *usage =
     "\n"
     "Commands:\n"
     "  train        train an autoencoder (latent train --help)\n"
+    "  search       random search of hyperparameters with k-fold cross-validation\n"
+    "  compare      optimizers side by side on the same folds and seeds\n"
     "  eval         test-set loss of a checkpoint\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
+
+static lt_dist *dist;
+
+lt_dist *cli_dist(void) { return dist; }
 
 int main(int argc, char **argv)
 {
@@ -41,7 +47,17 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     int rc;
+    /* Under mpirun, the commands that spread work over processes join the job. */
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "search") || !strcmp(cmd, "compare")) {
+        lt_err err = {0};
+        if (lt_dist_init(&dist, &argc, &argv, &err)) {
+            fprintf(stderr, "latent %s: %s\n", cmd, err.msg);
+            return 1;
+        }
+    }
     if (!strcmp(cmd, "train")) rc = cmd_train(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "search")) rc = cmd_search(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "compare")) rc = cmd_compare(argc - 1, argv + 1);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
     else {
@@ -52,5 +68,6 @@ int main(int argc, char **argv)
      * check, which suspends every thread, has been seen to crash in its own
      * tracer while parked OpenMP workers were still alive. */
     omp_pause_resource_all(omp_pause_hard);
+    lt_dist_finalize(dist);
     return rc;
 }

@@ -235,16 +235,23 @@ double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t se
     const double total = (double)n * (double)osz;
     lt_chunk *cs = ws->chunks;
     const int nt = resolve_threads(threads);
+    const int c0 = ws->parts ? nch * ws->part / ws->parts : 0, c1 = ws->parts ? nch * (ws->part + 1) / ws->parts : nch;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(dynamic, 1)
-        for (int c = 0; c < nch; c++) {
+        for (int c = c0; c < c1; c++) {
             int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
             memset(cs[c].grads, 0, sizeof(float) * m->n_params);
             forward_chunk(m, ws, first, cn, 0, L, 1, seed, step, cs[c].cols);
             ws->chunk_loss[c] = lt_mse_loss(cs[c].d[0], ws->act[L] + (size_t)first * osz,
                                             ws->target + (size_t)first * osz, (size_t)cn * osz, total);
             backward_chunk(m, ws, first, cn, 1, &cs[c]);
+        }
+        if (ws->exchange) {
+            /* One thread talks to the other processes (MPI_THREAD_FUNNELED). */
+#pragma omp master
+            ws->exchange(ws->exchange_ctx, ws, nch, m->n_params);
+#pragma omp barrier
         }
         /* Sum the chunks' gradients in chunk order, whichever thread ran them. */
 #pragma omp for schedule(static)

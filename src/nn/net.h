@@ -92,6 +92,13 @@ typedef struct lt_workspace {
     double *chunk_loss;
     float *grad;               /* summed gradient of the batch */
     void *block;               /* everything above lives here */
+    /* Data-parallel training (src/dist): this process computes only chunks
+     * [nch*part/parts, nch*(part+1)/parts) of a batch, then exchange() fills
+     * every chunk's grads and chunk_loss from all processes, so the fixed-order
+     * sum below is the same as in one process. parts 0: all chunks here. */
+    int part, parts;
+    void (*exchange)(void *ctx, struct lt_workspace *ws, int nch, size_t n_params);
+    void *exchange_ctx;
 } lt_workspace;
 
 int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,
