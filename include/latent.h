@@ -73,6 +73,25 @@ int lt_default_data_dir(char *buf, size_t size, lt_err *err);
  * PyTorch's layouts. Whitespace and newlines are free; '#' starts a comment. */
 typedef struct lt_model lt_model;
 
+/* What a model is follows from its spec: a "sample" layer at the end of the
+ * encoder makes a variational autoencoder (the encoder's last layer gives 2k
+ * values, means then log-variances, and the decoder takes k); a spec with no
+ * "decoder" part is a classifier whose output size is the number of classes;
+ * otherwise it is an autoencoder (denoising when it has input noise). */
+typedef enum { LT_MODEL_AE, LT_MODEL_CLF, LT_MODEL_VAE } lt_model_kind;
+
+/* A VAE's reconstruction term: Gaussian with variance c (per image the sum
+ * over pixels of (x - x_hat)^2 / (2c), the study's convention, which leaves out
+ * the constant) or Bernoulli on images binarized at 0.5 (sum of binary
+ * cross-entropies: a true negative log-likelihood in nats). */
+typedef struct lt_likelihood {
+    int bernoulli;
+    float c;
+} lt_likelihood;
+/* "gaussian:C" (C > 0; "gaussian" is C = 1) or "bernoulli". */
+int lt_likelihood_parse(const char *text, lt_likelihood *out, lt_err *err);
+int lt_likelihood_format(const lt_likelihood *lik, char *buf, size_t size);
+
 /* Input corruption for a denoising autoencoder: the model sees noisy images
  * and is scored against the clean ones. Fresh noise is drawn for every image
  * of every epoch, from streams keyed by the seed, the epoch and the image's
@@ -97,6 +116,15 @@ void lt_noise_apply(const lt_noise *noise, float *x, int n, size_t size, uint64_
 
 /* The mission's convolutional autoencoder with latent size d, written into buf. */
 int lt_default_spec(char *buf, size_t size, int d);
+/* Its variational twin: the encoder ends in dense(2k) and a sample layer. */
+int lt_default_vae_spec(char *buf, size_t size, int k);
+/* The classifier made from an autoencoder's encoder: everything up to its last
+ * dense layer (the latent layer), which a dense(classes) "head" replaces.
+ * From lt_default_spec, the same layers as the study's fine-tuned encoder. */
+int lt_classifier_spec(char *buf, size_t size, const char *ae_spec, int classes, lt_err *err);
+/* The PyTorch MNIST example's CNN: conv 32 and 64 3x3, max-pool 2, dropout
+ * 0.25, dense 128, dropout 0.5, dense(classes). */
+int lt_mnist_cnn_spec(char *buf, size_t size, int classes);
 
 /* Build a model for inputs of shape c x h x w, with PyTorch's default
  * initialisation drawn from seed. For an autoencoder the spec needs parts
@@ -105,6 +133,21 @@ int lt_model_create(lt_model **out, const char *spec, int c, int h, int w, float
                     uint64_t seed, lt_err *err);
 void lt_model_free(lt_model *m);
 size_t lt_model_num_params(const lt_model *m);
+lt_model_kind lt_model_get_kind(const lt_model *m);
+void lt_model_input_shape(const lt_model *m, int *c, int *h, int *w);
+/* "ae", "dae", "clf" or "vae" (the value of a checkpoint's latent.model). */
+const char *lt_model_kind_name(const lt_model *m);
+/* Classifier: number of classes; 0 for other kinds. */
+int lt_model_classes(const lt_model *m);
+const lt_likelihood *lt_model_likelihood(const lt_model *m);
+int lt_model_set_likelihood(lt_model *m, const lt_likelihood *lik, lt_err *err);
+/* Copy every tensor of the checkpoint at path whose name and shape match one
+ * of m's (fine-tuning a pretrained encoder); *copied receives how many. No
+ * match at all is an error: it means the two models have nothing in common. */
+int lt_model_init_from(lt_model *m, const char *path, int *copied, lt_err *err);
+/* Freeze the first `layers` layers (no gradient, no update): fine-tuning
+ * with a fixed pretrained part. */
+int lt_model_freeze(lt_model *m, int layers, lt_err *err);
 int lt_model_latent_dim(const lt_model *m);
 const char *lt_model_spec(const lt_model *m);
 float lt_model_dropout(const lt_model *m);
@@ -122,7 +165,12 @@ int lt_model_summary(const lt_model *m, char *buf, size_t size);
 int lt_model_save(const lt_model *m, const char *path, lt_err *err);
 int lt_model_load(lt_model **out, const char *path, lt_err *err);
 
-/* Inference (dropout off). x: n images [n, c, h, w]; z: [n, latent]. */
+/* Inference (dropout off). x: n images [n, c, h, w]; z: [n, latent]. A VAE
+ * encodes to the posterior mean; lt_model_encode_dist gives mean and
+ * log-variance ([n, 2k]: k means then k log-variances per image). */
+int lt_model_encode_dist(lt_model *m, const float *x, int n, float *stats, int threads, lt_err *err);
+/* Classifier: class probabilities (softmax of the output) [n, classes]. */
+int lt_model_predict(lt_model *m, const float *x, int n, float *probs, int threads, lt_err *err);
 int lt_model_encode(lt_model *m, const float *x, int n, float *z, int threads, lt_err *err);
 int lt_model_decode(lt_model *m, const float *z, int n, float *y, int threads, lt_err *err);
 int lt_model_reconstruct(lt_model *m, const float *x, int n, float *y, int threads, lt_err *err);
@@ -133,6 +181,34 @@ int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, i
 /* The same over the images idx[0..count) of ds (a cross-validation fold). */
 int lt_model_eval_mse_idx(lt_model *m, const lt_dataset *ds, const int *idx, int count, int threads,
                           double *mse, lt_err *err);
+
+/* A model's own scores on images [first, first+count) of ds. */
+typedef struct lt_eval_result {
+    double loss;       /* the training objective (autoencoder: MSE; classifier: mean cross-entropy;
+                          VAE: mean per-image reconstruction NLL + KL with one sample of z) */
+    double mse;        /* autoencoder, VAE: mean squared error per pixel (VAE: decoding the mean) */
+    double accuracy;   /* classifier: share of right answers */
+    double rec, kl;    /* VAE: the loss's two parts */
+} lt_eval_result;
+/* confusion (may be NULL): classes x classes counts, row = true label,
+ * column = prediction. VAE sampling uses the fixed stream of LT_EVAL_NOISE_SEED,
+ * so a model always gets the same score. */
+int lt_model_eval(lt_model *m, const lt_dataset *ds, int first, int count, int threads,
+                  lt_eval_result *res, int64_t *confusion, lt_err *err);
+/* VAE: importance-sampled negative log-likelihood, in nats per image, with K
+ * samples from the encoder's posterior (Burda et al.'s estimate; K = 1 is
+ * the ELBO). The Bernoulli likelihood gives the number published for
+ * binarized MNIST; for the Gaussian one it includes the constant. */
+int lt_vae_nll(lt_model *m, const lt_dataset *ds, int first, int count, int k, uint64_t seed, int threads,
+               double *nll, lt_err *err);
+/* Draw n images from a VAE's prior: z ~ N(0, I) from seed, decoded. */
+int lt_vae_sample(lt_model *m, int n, uint64_t seed, float *images, int threads, lt_err *err);
+/* Score generated images with a classifier: the share it assigns a class with
+ * probability above 0.9, and how evenly its answers cover the classes (the
+ * entropy of the predicted-class histogram over log(classes), 1 = uniform).
+ * counts (may be NULL) receives the histogram. */
+int lt_generative_score(lt_model *clf, const float *images, int n, int threads, double *confident,
+                        double *spread, int *counts, lt_err *err);
 
 /* Baselines for a denoising autoencoder on test: the mean squared error of
  * the noisy images themselves, and of the best linear denoiser (Wiener /
@@ -166,6 +242,11 @@ typedef struct lt_train_config {
     int limit;             /* train on the first `limit` images of the rest; 0: all */
     int resume;            /* continue the run in out_dir */
     volatile const int *stop; /* when *stop becomes non-zero, save and return LT_EINTR */
+    /* Other models (the spec, when given, decides; these pick the default one). */
+    lt_model_kind model;   /* LT_MODEL_AE (default), LT_MODEL_CLF or LT_MODEL_VAE */
+    lt_likelihood likelihood; /* VAE; c = 0 means gaussian:1 */
+    const char *init;      /* checkpoint whose matching tensors start the model (fine-tuning) */
+    int freeze;            /* with init: freeze the layers taken from it */
     /* Index subsets (k-fold cross-validation): when train_idx is set, train on
      * the images train_idx[0..n_train) of ds and validate on val_idx[0..n_val)
      * (n_val may be 0) instead of val/limit, which must then be 0. The state
@@ -192,6 +273,8 @@ typedef struct lt_progress {
     double epoch_seconds;     /* this epoch so far */
     double eta_seconds;       /* for the whole run */
     int epoch_done;           /* 1 on the call after an epoch's validation */
+    double val_accuracy;      /* classifier, when epoch_done */
+    double val_rec, val_kl;   /* VAE, when epoch_done */
 } lt_progress;
 typedef void (*lt_progress_fn)(void *ctx, const lt_progress *p);
 
@@ -200,6 +283,8 @@ typedef struct lt_train_result {
     double train_loss, val_loss;  /* of the last epoch */
     double seconds;               /* wall time of this invocation */
     double images_per_sec;
+    double val_accuracy;          /* classifier */
+    double val_rec, val_kl;       /* VAE */
 } lt_train_result;
 
 /* On --resume: fill cfg with the settings stored by the run in dir (the spec is
@@ -207,7 +292,7 @@ typedef struct lt_train_result {
 int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, size_t spec_size,
                          lt_err *err);
 
-/* Train the autoencoder on ds (a "train" split) as cfg says, writing the model,
+/* Train the model on ds (a "train" split) as cfg says, writing the model,
  * the training state and metrics.csv into cfg->out_dir after every epoch. */
 int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn progress, void *ctx,
              lt_train_result *result, lt_err *err);
@@ -348,6 +433,11 @@ typedef void (*lt_search_progress_fn)(void *ctx, const lt_search_progress *p);
 int lt_search(const lt_search_config *cfg, const lt_dataset *train, const lt_dataset *test,
               lt_search_progress_fn progress, void *ctx, lt_search_result *result, lt_err *err);
 
+/* ---- files ---- */
+/* Write a whole file atomically (temporary file in the same directory, fsync,
+ * rename): readers see the old file or the new one, never half of one. */
+int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+
 /* ---- images ---- */
 /* Tile n one-channel images (floats in [0,1], each h x w, contiguous) into
  * a grid of `cols` columns, each pixel scaled up `scale` times with a 2-pixel
@@ -356,6 +446,42 @@ int lt_write_image_grid(const char *path, const float *images, int n, int h, int
                         int scale, lt_err *err);
 /* Write an 8-bit grayscale PNG atomically (temporary file, then rename). */
 int lt_png_write_gray(const char *path, const uint8_t *pixels, int width, int height, lt_err *err);
+
+/* ---- plots ----
+ * Figures drawn with cairo. The format follows the file name: ".png" or
+ * ".svg" (any case); another ending is LT_EINVAL. Files are written
+ * atomically (temporary file, then rename). An SVG also carries the title as
+ * its <title> element. Non-finite values, and values <= 0 on a log axis, are
+ * skipped (a line breaks there) and never move the axis ranges; a
+ * non-finite heatmap cell is drawn grey and annotated "n/a". */
+typedef struct lt_series {
+    const char *label;       /* legend entry; NULL for none */
+    const double *x, *y;     /* n points */
+    int n;
+    const double *lo, *hi;   /* optional shaded band (e.g. the spread over folds); both or NULL */
+} lt_series;
+
+/* Line chart of n_series curves, one colour each, with a legend; log_y: a logarithmic y axis. */
+int lt_plot_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                  const lt_series *series, int n_series, int log_y, lt_err *err);
+/* Scatter of n points, coloured by class cls[i] in [0, n_classes) with a
+ * legend "0", "1", ... (cls NULL: one colour). Optional marks (n_marks,
+ * may be 0) are drawn on top as discs numbered 1.. in order. */
+int lt_plot_scatter(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                    const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
+                    int n_marks, lt_err *err);
+/* The same scatter with its n_marks (>= 1) numbered marks, beside a grid of
+ * the n_marks images (floats in [0,1], h x w each) numbered alike; note
+ * (may be NULL) is a line of text under the figure. */
+int lt_plot_map_digits(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                       const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
+                       int n_marks, const float *images, int h, int w, const char *note, lt_err *err);
+/* Heatmap of rows x cols values (row-major), e.g. a confusion matrix, with a
+ * colour bar; row_labels / col_labels may be NULL (then 0, 1, ...);
+ * annotate: print each value in its cell (integers without decimals). */
+int lt_plot_heatmap(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                    const char *const *row_labels, const char *const *col_labels, const double *values, int rows,
+                    int cols, int annotate, lt_err *err);
 
 #ifdef __cplusplus
 }

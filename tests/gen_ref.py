@@ -16,7 +16,7 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
-from torchref import AutoEncoder, save_safetensors  # noqa: E402
+from torchref import AutoEncoder, build_autoencoder, save_safetensors  # noqa: E402
 
 OUT = os.path.join(HERE, "ref", "torch_ref.safetensors")
 
@@ -60,6 +60,53 @@ def model_case(out):
         out[f"model.{pname}"] = param
         out[f"model.grad.{pname}"] = param.grad
     out.update({"model.x": x, "model.z": z, "model.y": y, "model.loss": loss.reshape(1)})
+
+
+def params_out(out, prefix, modules):
+    for part, mod in modules.items():
+        for pname, param in mod.state_dict(keep_vars=True).items():
+            out[f"{prefix}.{part}.{pname}"] = param
+            out[f"{prefix}.grad.{part}.{pname}"] = param.grad
+
+
+def cnn_case(out):
+    """The PyTorch MNIST example's CNN (dropout off: eval-mode masks), softmax
+    cross-entropy on 4 images: logits, loss and every gradient."""
+    features = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Dropout(0.0), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.0))
+    head = nn.Sequential(nn.Linear(128, 10))
+    x = torch.rand(4, 1, 28, 28)
+    t = torch.tensor([3, 7, 0, 9])
+    logits = head(features(x))
+    loss = F.cross_entropy(logits, t)
+    loss.backward()
+    params_out(out, "cnn", {"features": features, "head": head})
+    out.update({"cnn.x": x, "cnn.t": t.float(), "cnn.logits": logits, "cnn.loss": loss.reshape(1)})
+
+
+def vae_case(out, name, k, bernoulli):
+    """The default VAE (encoder to 2k, z = mu + exp(logvar/2) eps with eps
+    stored here, decoder): loss per image = reconstruction + KL, mean over 4."""
+    enc, dec = build_autoencoder(2 * k, 0.0)
+    dec[0] = nn.Linear(k, 64)
+    x = torch.rand(4, 1, 28, 28)
+    if bernoulli:
+        x = (x > 0.5).float()
+    h = enc(x)
+    mu, lv = h[:, :k], h[:, k:]
+    eps = torch.randn(4, k)
+    z = mu + torch.exp(0.5 * lv) * eps
+    y = dec(z)
+    if bernoulli:
+        rec = F.binary_cross_entropy(y, x, reduction="sum") / 4
+    else:
+        rec = ((y - x) ** 2).sum() / 2 / 4
+    kl = (-0.5 * (1 + lv - mu ** 2 - lv.exp()).sum()) / 4
+    loss = rec + kl
+    loss.backward()
+    params_out(out, name, {"encoder": enc, "decoder": dec})
+    out.update({f"{name}.x": x, f"{name}.eps": eps, f"{name}.z": z, f"{name}.y": y, f"{name}.loss": loss.reshape(1),
+                f"{name}.rec": rec.reshape(1), f"{name}.kl": kl.reshape(1)})
 
 
 OPTIMIZERS = {  # name -> (class, explicitly chosen hyperparameters; rest default)
@@ -106,6 +153,10 @@ def main():
               torch.randn(5, 10), torch.randint(0, 10, (5,)).float())
 
     model_case(out)
+    activation_case(out, "maxpool", nn.MaxPool2d(2), torch.randn(2, 3, 6, 7))
+    cnn_case(out)
+    vae_case(out, "vae_g", 3, False)
+    vae_case(out, "vae_b", 2, True)
     for name, (cls, hyper) in OPTIMIZERS.items():
         optim_case(out, meta, name, cls, hyper)
 

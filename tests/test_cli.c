@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "io/png.h"
+#include "io/safetensors.h"
 #include "testutil.h"
 
 /* Run a shell command; returns its exit code and its stdout+stderr in out. */
@@ -111,8 +112,8 @@ static void test_dae(void **state)
     assert_non_null(strstr(out, "--model dae"));
     assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model dae --noise blur:1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "blur"));
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae", LATENT_CLI, dir, dir), 2);
-    assert_non_null(strstr(out, "not built yet"));
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --noise gaussian:1", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "--model dae only"));
     int rc = sh(out, sizeof out, "%s train --data %s --out %s/dae --model dae --noise gaussian:0.5 --epochs 2 --batch 32 --val 40",
                 LATENT_CLI, dir, dir);
     if (rc) fail_msg("dae train failed: %s", out);
@@ -190,11 +191,112 @@ static void test_signal_saves_run(void **state)
     free(dir);
 }
 
+/* Two tensors of two checkpoints, bit for bit. */
+static int same_tensor(const char *a, const char *b, const char *name)
+{
+    lt_st_file fa, fb;
+    lt_err err = {0};
+    if (lt_st_read(a, &fa, &err) || lt_st_read(b, &fb, &err)) fail_msg("%s", err.msg);
+    const lt_st_tensor *ta = lt_st_find(&fa, name), *tb = lt_st_find(&fb, name);
+    assert_non_null(ta);
+    assert_non_null(tb);
+    int same = ta->nbytes == tb->nbytes && !memcmp(ta->data, tb->data, ta->nbytes);
+    lt_st_free(&fa), lt_st_free(&fb);
+    return same;
+}
+
+/* The classifier fine-tuned from an autoencoder (frozen and not), the CNN and
+ * the VAE through train, eval and sample; and the flags that do not fit. */
+static void test_other_models(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), out[16384], a[4200], b[4200];
+    lt_dataset ds;
+    tu_make_dataset(&ds, 200, 28, 28, 4);
+    tu_write_idx_split(dir, "train", &ds);
+    tu_write_idx_split(dir, "t10k", &ds);
+    const char *common = "--epochs 2 --batch 32 --val 40 --threads 2";
+    int rc = sh(out, sizeof out, "%s train --data %s --out %s/ae %s", LATENT_CLI, dir, dir, common);
+    if (rc) fail_msg("ae: %s", out);
+    /* Bad combinations, each named. */
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model clf --freeze", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "--freeze needs --init"));
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --init %s/ae/model.safetensors", LATENT_CLI, dir, dir, dir), 2);
+    assert_non_null(strstr(out, "--init"));
+    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --likelihood poisson", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "poisson"));
+    assert_true(sh(out, sizeof out, "%s train --data %s --out %s/x --model clf --init %s/nothing.safetensors", LATENT_CLI, dir, dir, dir) != 0);
+    assert_non_null(strstr(out, "nothing.safetensors"));
+
+    /* Frozen: the encoder's tensors stay exactly the autoencoder's (weight
+     * decay included); the head learns. Not frozen: they move. */
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --model clf --init %s/ae/model.safetensors --freeze %s",
+            LATENT_CLI, dir, dir, dir, common);
+    if (rc) fail_msg("clf frozen: %s", out);
+    snprintf(a, sizeof a, "%s/ae/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/clf_frozen/model.safetensors", dir);
+    assert_true(same_tensor(a, b, "encoder.0.weight"));
+    assert_true(same_tensor(a, b, "encoder.7.bias"));
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf --model clf --init %s/ae/model.safetensors %s --json", LATENT_CLI,
+            dir, dir, dir, common);
+    if (rc) fail_msg("clf: %s", out);
+    assert_non_null(strstr(out, "\"val_accuracy\""));
+    snprintf(b, sizeof b, "%s/clf/model.safetensors", dir);
+    assert_false(same_tensor(a, b, "encoder.0.weight"));
+    rc = sh(out, sizeof out, "%s eval %s --data %s --json --confusion %s/cm.csv", LATENT_CLI, b, dir, dir);
+    if (rc) fail_msg("clf eval: %s", out);
+    const char *ckeys[] = {"\"test_accuracy\"", "\"test_loss\"", "\"per_class_accuracy\"", "\"confusion\": [["};
+    for (int i = 0; i < 4; i++)
+        if (!strstr(out, ckeys[i])) fail_msg("clf eval --json lacks %s: %s", ckeys[i], out);
+    snprintf(a, sizeof a, "%s/cm.csv", dir);
+    FILE *f = fopen(a, "r");
+    assert_non_null(f);
+    fclose(f);
+    /* A classifier reconstructs nothing, and a VAE has no confusion matrix. */
+    assert_int_equal(sh(out, sizeof out, "%s reconstruct %s --data %s --out %s/r.png", LATENT_CLI, b, dir, dir), 2);
+
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/vae --model vae --latent 2 %s", LATENT_CLI, dir, dir, common);
+    if (rc) fail_msg("vae: %s", out);
+    assert_non_null(strstr(out, "rec "));
+    snprintf(a, sizeof a, "%s/vae/model.safetensors", dir);
+    rc = sh(out, sizeof out, "%s eval %s --data %s --json --nll 4", LATENT_CLI, a, dir);
+    if (rc) fail_msg("vae eval: %s", out);
+    const char *vkeys[] = {"\"test_loss\"", "\"test_rec\"", "\"test_kl\"", "\"test_nll\"", "\"likelihood\": \"gaussian:1\""};
+    for (int i = 0; i < 5; i++)
+        if (!strstr(out, vkeys[i])) fail_msg("vae eval --json lacks %s: %s", vkeys[i], out);
+    assert_int_equal(sh(out, sizeof out, "%s eval %s --data %s --confusion %s/x.csv", LATENT_CLI, a, dir, dir), 2);
+    rc = sh(out, sizeof out, "%s sample %s --out %s/s.png --count 10 --manifold %s/m.png --score %s --json", LATENT_CLI, a,
+            dir, dir, b);
+    if (rc) fail_msg("sample: %s", out);
+    assert_non_null(strstr(out, "\"confident\""));
+    assert_non_null(strstr(out, "\"class_counts\""));
+    snprintf(a, sizeof a, "%s/s.png", dir);
+    int w = 0, h = 0;
+    uint8_t *px = NULL;
+    lt_err perr = {0};
+    if (lt_png_read_gray(a, &px, &w, &h, &perr)) fail_msg("%s", perr.msg);
+    free(px);
+    assert_true(w > 3 * 28 && h > 3 * 28);
+    /* sample needs a VAE. */
+    assert_int_equal(sh(out, sizeof out, "%s sample %s/ae/model.safetensors --out %s/s2.png", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "VAE"));
+
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/vaeb --model vae --likelihood bernoulli %s", LATENT_CLI, dir, dir, common);
+    if (rc) fail_msg("vae bernoulli: %s", out);
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/vaeb --resume --epochs 3", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("vae bernoulli resume: %s", out);
+    assert_non_null(strstr(out, "epoch 3/3"));
+    lt_dataset_free(&ds);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_help_and_bad_flags),
                                        cmocka_unit_test(test_train_eval_reconstruct),
                                        cmocka_unit_test(test_dae),
+                                       cmocka_unit_test(test_other_models),
                                        cmocka_unit_test(test_signal_saves_run)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

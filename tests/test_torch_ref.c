@@ -244,6 +244,125 @@ static void test_model(void **state)
     lt_model_free(m);
 }
 
+/* Max-pooling 2x2 on 6x7 maps (the odd column dropped), channels last inside. */
+static void test_maxpool(void **state)
+{
+    (void)state;
+    const int n = 2, c = 3, h = 6, w = 7, oh = 3, ow = 3;
+    float *x = get("maxpool.x"), *y = get("maxpool.y"), *dy = get("maxpool.dy"), *dx = get("maxpool.dx");
+    float xl[252], yl[54], dyl[54], dxl[252], arg[54], yc[54], dxc[252];
+    lt_nchw_to_nhwc(xl, x, n, c, h * w);
+    lt_nchw_to_nhwc(dyl, dy, n, c, oh * ow);
+    lt_maxpool_forward(yl, arg, xl, n, h, w, c, 2);
+    lt_maxpool_backward(dxl, dyl, arg, n, h, w, c, 2);
+    lt_nhwc_to_nchw(yc, yl, n, c, oh * ow);
+    lt_nhwc_to_nchw(dxc, dxl, n, c, h * w);
+    expect_close("maxpool y", yc, y, 54, 0);
+    expect_close("maxpool dx", dxc, dx, 252, 0);
+    free(x), free(y), free(dy), free(dx);
+}
+
+/* Load PyTorch's parameters (names under prefix) into m. */
+static void load_params(lt_model *m, const char *prefix)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (!l->w_len) continue;
+        for (int which = 0; which < 2; which++) {
+            char name[64];
+            lt_param_name(l, which, name, sizeof name);
+            float *p = get("%s.%s", prefix, name);
+            assert_int_equal(count("%s.%s", prefix, name), which ? l->b_len : l->w_len);
+            memcpy(m->params + (which ? l->b_off : l->w_off), p, sizeof(float) * (which ? l->b_len : l->w_len));
+            free(p);
+        }
+    }
+}
+
+static void expect_grads(const lt_model *m, const lt_workspace *ws, const char *prefix, double atol)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (!l->w_len) continue;
+        for (int which = 0; which < 2; which++) {
+            char name[64];
+            lt_param_name(l, which, name, sizeof name);
+            float *g = get("%s.grad.%s", prefix, name);
+            expect_close(name, ws->grad + (which ? l->b_off : l->w_off), g, which ? l->b_len : l->w_len, atol);
+            free(g);
+        }
+    }
+}
+
+/* The MNIST example CNN as a classifier: logits, cross-entropy, gradients. */
+static void test_cnn(void **state)
+{
+    (void)state;
+    char spec[1024];
+    assert_int_equal(lt_mnist_cnn_spec(spec, sizeof spec, 10), 0);
+    /* Dropout off, as PyTorch's reference ran with p = 0; same layer indices. */
+    for (char *d = strstr(spec, "dropout("); d; d = strstr(d + 1, "dropout("))
+        for (char *q = d + 8; *q != ')'; q++) *q = q == d + 8 ? '0' : ' ';
+    lt_model *m;
+    lt_err err = {0};
+    if (lt_model_create(&m, spec, 1, 28, 28, 0.0f, 1, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(m->kind, LT_MODEL_CLF);
+    load_params(m, "cnn");
+    lt_workspace *ws;
+    assert_int_equal(lt_workspace_create(&ws, m, 4, 1, &err), 0);
+    float *x = get("cnn.x"), *t = get("cnn.t"), *logits = get("cnn.logits"), *loss_ref = get("cnn.loss");
+    memcpy(ws->act[0], x, sizeof(float) * 4 * 784);
+    for (int i = 0; i < 4; i++) ws->labels[i] = (uint8_t)t[i];
+    lt_batch_loss bl = lt_net_loss(m, ws, 4, 1, 0, 1, 2);
+    float loss = (float)bl.loss;
+    expect_close("cnn loss", &loss, loss_ref, 1, 1e-6);
+    expect_close("cnn logits", ws->act[m->n_layers], logits, 40, 1e-5);
+    expect_grads(m, ws, "cnn", 1e-6);
+    free(x), free(t), free(logits), free(loss_ref);
+    lt_workspace_free(ws);
+    lt_model_free(m);
+}
+
+/* The default VAE with PyTorch's noise eps: z, output, loss parts, gradients. */
+static void vae_check(const char *name, int k, int bernoulli)
+{
+    char spec[1024];
+    assert_int_equal(lt_default_vae_spec(spec, sizeof spec, k), 0);
+    lt_model *m;
+    lt_err err = {0};
+    if (lt_model_create(&m, spec, 1, 28, 28, 0.0f, 1, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(m->kind, LT_MODEL_VAE);
+    lt_likelihood lik = {bernoulli, bernoulli ? 0.0f : 1.0f};
+    assert_int_equal(lt_model_set_likelihood(m, &lik, &err), 0);
+    load_params(m, name);
+    lt_workspace *ws;
+    assert_int_equal(lt_workspace_create(&ws, m, 4, 1, &err), 0);
+    float *x = get("%s.x", name), *eps = get("%s.eps", name), *z = get("%s.z", name), *y = get("%s.y", name);
+    float *loss_ref = get("%s.loss", name), *rec_ref = get("%s.rec", name), *kl_ref = get("%s.kl", name);
+    memcpy(ws->act[0], x, sizeof(float) * 4 * 784);
+    memcpy(ws->target, x, sizeof(float) * 4 * 784);
+    memcpy(ws->mask[m->encoder_end - 1], eps, sizeof(float) * 4 * k);
+    ws->fixed_eps = 1;
+    lt_batch_loss bl = lt_net_loss(m, ws, 4, 1, 0, 1, 2);
+    float loss = (float)bl.loss, rec = (float)bl.rec, kl = (float)bl.kl;
+    expect_close("vae z", ws->act[m->encoder_end], z, 4 * (size_t)k, 1e-5);
+    expect_close("vae y", ws->act[m->n_layers], y, 4 * 784, 1e-5);
+    expect_close("vae loss", &loss, loss_ref, 1, 1e-4);
+    expect_close("vae rec", &rec, rec_ref, 1, 1e-4);
+    expect_close("vae kl", &kl, kl_ref, 1, 1e-5);
+    expect_grads(m, ws, name, 1e-6);
+    free(x), free(eps), free(z), free(y), free(loss_ref), free(rec_ref), free(kl_ref);
+    lt_workspace_free(ws);
+    lt_model_free(m);
+}
+
+static void test_vae(void **state)
+{
+    (void)state;
+    vae_check("vae_g", 3, 0);
+    vae_check("vae_b", 2, 1);
+}
+
 static void test_optimizers(void **state)
 {
     (void)state;
@@ -280,6 +399,8 @@ int main(void)
         cmocka_unit_test(test_conv_layers), cmocka_unit_test(test_dense_layer),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_losses),
         cmocka_unit_test(test_model),       cmocka_unit_test(test_optimizers),
+        cmocka_unit_test(test_maxpool),     cmocka_unit_test(test_cnn),
+        cmocka_unit_test(test_vae),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tu_release_threads();

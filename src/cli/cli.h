@@ -32,6 +32,7 @@ int cli_load_split(const char *data_dir, const char *split, lt_dataset *ds);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 

@@ -12,8 +12,14 @@
 static const char *train_usage =
     "Usage: latent train --out DIR [options]\n"
     "\n"
-    "Trains the convolutional autoencoder (or the model of --arch) on the training\n"
-    "split, holding out the last --val images for validation. DIR receives\n"
+    "Trains a model on the training split, holding out the last --val images for\n"
+    "validation. --model picks it: ae, the convolutional autoencoder; dae, the same\n"
+    "denoising (--noise); clf, a classifier from an autoencoder's encoder (--init\n"
+    "CHECKPOINT to fine-tune it, --freeze to keep it fixed; without --init, the same\n"
+    "network from scratch); cnn, the PyTorch MNIST example's CNN; vae, the\n"
+    "variational autoencoder (--likelihood). Defaults differ by model: clf 20\n"
+    "epochs, batch 128, lr 0.006 (the study's); cnn 10 epochs, batch 128, no weight\n"
+    "decay; vae latent 3, batch 128. DIR receives\n"
     "model.safetensors (PyTorch names and layouts), metrics.csv and\n"
     "train_state.safetensors, written after every epoch; --resume continues the run\n"
     "in DIR up to --epochs epochs in total, with bit-identical results.\n"
@@ -57,8 +63,11 @@ static void progress(void *ctx, const lt_progress *p)
     char eta[32];
     fmt_duration(eta, sizeof eta, p->eta_seconds);
     if (p->epoch_done) {
-        char val[32] = "-";
+        char val[96] = "-";
         if (isfinite(p->val_loss)) snprintf(val, sizeof val, "%.5f", p->val_loss);
+        if (isfinite(p->val_accuracy)) snprintf(val + strlen(val), sizeof val - strlen(val), "  val acc %.2f%%", 100 * p->val_accuracy);
+        if (isfinite(p->val_kl))
+            snprintf(val + strlen(val), sizeof val - strlen(val), " (rec %.3f + kl %.3f)", p->val_rec, p->val_kl);
         fprintf(stderr, "%sepoch %d/%d  train loss %.5f  val loss %s  %.1fs  %.0f img/s  ETA %s\n",
                 s->tty ? "\r\033[K" : "", p->epoch, p->epochs, p->train_loss, val, p->epoch_seconds,
                 p->images_per_sec, eta);
@@ -82,11 +91,15 @@ int cmd_train(int argc, char **argv)
     lt_train_config cfg;
     lt_train_config_default(&cfg);
     const char *out = NULL, *data = NULL, *arch = NULL, *opt_name = "adam", *model = "ae", *noise_text = NULL;
-    int json = 0, resume = 0;
+    const char *init = NULL, *lik_text = NULL;
+    int json = 0, resume = 0, freeze = 0;
     double dropout = cfg.dropout;
     cli_opt opts[] = {
         {"--out", OPT_STRING, &out, "output directory (required)", 0, 0, 0},
-        {"--model", OPT_STRING, &model, "ae (autoencoder) or dae (denoising autoencoder); clf, cnn, vae come later", 0, 0, 0},
+        {"--model", OPT_STRING, &model, "ae, dae, clf, cnn or vae (default ae)", 0, 0, 0},
+        {"--init", OPT_STRING, &init, "clf: start from this autoencoder checkpoint's encoder", 0, 0, 0},
+        {"--freeze", OPT_FLAG, &freeze, "clf: keep the layers taken from --init fixed", 0, 0, 0},
+        {"--likelihood", OPT_STRING, &lik_text, "vae: gaussian:C (variance C, default gaussian:1) or bernoulli", 0, 0, 0},
         {"--noise", OPT_STRING, &noise_text, "dae input noise: gaussian:SIGMA[:clip], saltpepper:P, mask:P (default gaussian:1)", 0, 0, 0},
         {"--latent", OPT_INT, &cfg.latent, "latent size d (default 2)", 1, 4096, 0},
         {"--arch", OPT_STRING, &arch, "architecture spec string or file (default: the mission's)", 0, 0, 0},
@@ -108,17 +121,46 @@ int cmd_train(int argc, char **argv)
     const int nopts = (int)(sizeof opts / sizeof opts[0]);
     int rc = cli_parse("train", train_usage, argc, argv, opts, nopts, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    if (!strcmp(model, "clf") || !strcmp(model, "cnn") || !strcmp(model, "vae")) {
-        fprintf(stderr, "latent train: --model %s is not built yet (ae and dae are)\n", model);
+    if (strcmp(model, "ae") && strcmp(model, "dae") && strcmp(model, "clf") && strcmp(model, "cnn") && strcmp(model, "vae")) {
+        fprintf(stderr, "latent train: --model: expected ae, dae, clf, cnn or vae, found '%s'\n", model);
         return EXIT_USAGE;
     }
-    if (strcmp(model, "ae") && strcmp(model, "dae")) {
-        fprintf(stderr, "latent train: --model: expected ae or dae, found '%s'\n", model);
+    int is_clf = !strcmp(model, "clf"), is_cnn = !strcmp(model, "cnn"), is_vae = !strcmp(model, "vae");
+    cfg.model = is_clf || is_cnn ? LT_MODEL_CLF : is_vae ? LT_MODEL_VAE : LT_MODEL_AE;
+    if ((init || freeze) && !is_clf) {
+        fprintf(stderr, "latent train: %s applies to --model clf only\n", init ? "--init" : "--freeze");
         return EXIT_USAGE;
     }
+    if (freeze && !init) {
+        fprintf(stderr, "latent train: --freeze needs --init CHECKPOINT (the pretrained part to keep fixed)\n");
+        return EXIT_USAGE;
+    }
+    if (lik_text && !is_vae) {
+        fprintf(stderr, "latent train: --likelihood applies to --model vae only\n");
+        return EXIT_USAGE;
+    }
+    lt_err lerr = {0};
+    if (lik_text && lt_likelihood_parse(lik_text, &cfg.likelihood, &lerr)) {
+        fprintf(stderr, "latent train: --likelihood: %s\n", lerr.msg);
+        return EXIT_USAGE;
+    }
+    if (is_cnn && (cli_find(opts, nopts, "--latent")->given || arch)) {
+        fprintf(stderr, "latent train: --model cnn is the fixed MNIST example CNN; use --model clf --arch SPEC for your own\n");
+        return EXIT_USAGE;
+    }
+    if (is_clf && init && (cli_find(opts, nopts, "--latent")->given || arch)) {
+        fprintf(stderr, "latent train: with --init the classifier takes its encoder from the checkpoint: drop --latent/--arch\n");
+        return EXIT_USAGE;
+    }
+    /* Each model's own defaults (the study's settings), unless given. */
+#define DEFAULT(flag, field, v) if (!cli_find(opts, nopts, flag)->given) cfg.field = (v);
+    if (is_clf) { DEFAULT("--epochs", epochs, 20) DEFAULT("--batch", batch, 128) DEFAULT("--lr", lr, 0.006) }
+    if (is_cnn) { DEFAULT("--epochs", epochs, 10) DEFAULT("--batch", batch, 128) DEFAULT("--weight-decay", weight_decay, 0) }
+    if (is_vae) { DEFAULT("--latent", latent, 3) DEFAULT("--batch", batch, 128) }
+#undef DEFAULT
     lt_err nerr = {0};
-    if (noise_text && !strcmp(model, "ae")) {
-        fprintf(stderr, "latent train: --noise needs --model dae\n");
+    if (noise_text && strcmp(model, "dae")) {
+        fprintf(stderr, "latent train: --noise applies to --model dae only\n");
         return EXIT_USAGE;
     }
     if (!strcmp(model, "dae") && lt_noise_parse(noise_text ? noise_text : "gaussian:1", &cfg.noise, &nerr)) {
@@ -164,7 +206,12 @@ int cmd_train(int argc, char **argv)
         if (!cli_find(opts, nopts, "--dropout")->given) dropout = stored.dropout;
         if (!cli_find(opts, nopts, "--optimizer")->given) k = (int)stored.optimizer;
         if (!cli_find(opts, nopts, "--model")->given && !noise_text) cfg.noise = stored.noise;
+        if (!cli_find(opts, nopts, "--model")->given) cfg.model = stored.model;
+        if (!lik_text) cfg.likelihood = stored.likelihood;
         cfg.spec = stored.spec;
+    } else if (is_cnn) {
+        lt_mnist_cnn_spec(spec, sizeof spec, 10);
+        cfg.spec = spec;
     } else if (arch) {
         /* A spec is given inline, or as a file when it names one. */
         FILE *f = fopen(arch, "r");
@@ -182,6 +229,8 @@ int cmd_train(int argc, char **argv)
     cfg.optimizer = (lt_opt_kind)k;
     cfg.resume = resume;
     cfg.stop = &stop_requested;
+    cfg.init = init;
+    cfg.freeze = freeze;
     /* Under mpirun every process computes a slice of each batch; process 0 speaks for them. */
     cfg.dist = cli_dist();
     const int quiet = lt_dist_rank(cfg.dist) != 0;
@@ -194,8 +243,17 @@ int cmd_train(int argc, char **argv)
     int pool = ds.n - cfg.val, ntrain = cfg.limit && cfg.limit < pool ? cfg.limit : pool;
     char what[160];
     if (resume) snprintf(what, sizeof what, "the run's architecture");
+    else if (is_cnn) snprintf(what, sizeof what, "MNIST example CNN");
     else if (cfg.spec) snprintf(what, sizeof what, "architecture from --arch");
-    else snprintf(what, sizeof what, "%s d=%d", cfg.noise.kind ? "denoising autoencoder" : "autoencoder", cfg.latent);
+    else if (is_clf && init) snprintf(what, sizeof what, "classifier from the encoder of %.100s%s", init, freeze ? " (frozen)" : "");
+    else if (is_clf) snprintf(what, sizeof what, "classifier (the autoencoder's encoder, d=%d, from scratch)", cfg.latent);
+    else if (is_vae) {
+        char lk[64];
+        lt_likelihood lik = cfg.likelihood;
+        if (!lik.bernoulli && lik.c == 0.0f) lik.c = 1.0f;
+        lt_likelihood_format(&lik, lk, sizeof lk);
+        snprintf(what, sizeof what, "variational autoencoder k=%d, likelihood %s", cfg.latent, lk);
+    } else snprintf(what, sizeof what, "%s d=%d", cfg.noise.kind ? "denoising autoencoder" : "autoencoder", cfg.latent);
     if (cfg.noise.kind) {
         size_t used = strlen(what);
         snprintf(what + used, sizeof what - used, ", noise ");
@@ -225,6 +283,8 @@ int cmd_train(int argc, char **argv)
         printf("{\"epochs\": %d, \"train_loss\": %.10g, ", res.epochs_done, res.train_loss);
         if (isfinite(res.val_loss)) printf("\"val_loss\": %.10g, ", res.val_loss);
         else printf("\"val_loss\": null, ");
+        if (isfinite(res.val_accuracy)) printf("\"val_accuracy\": %.10g, ", res.val_accuracy);
+        if (isfinite(res.val_kl)) printf("\"val_rec\": %.10g, \"val_kl\": %.10g, ", res.val_rec, res.val_kl);
         printf("\"seconds\": %.3f, \"images_per_sec\": %.1f, \"model\": \"%s/model.safetensors\"}\n", res.seconds,
                res.images_per_sec, out);
     }

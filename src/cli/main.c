@@ -13,11 +13,12 @@ static const char *usage =
     "Usage: latent COMMAND [options]\n"
     "\n"
     "Commands:\n"
-    "  train        train an autoencoder (latent train --help)\n"
+    "  train        train a model: ae, dae, clf, cnn, vae (latent train --help)\n"
+    "  eval         a checkpoint's scores on the test set\n"
     "  search       random search of hyperparameters with k-fold cross-validation\n"
     "  compare      optimizers side by side on the same folds and seeds\n"
-    "  eval         test-set loss of a checkpoint\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
+    "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
@@ -60,6 +61,7 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "compare")) rc = cmd_compare(argc - 1, argv + 1);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;

@@ -198,10 +198,11 @@ static void exchange(void *ctx, lt_workspace *ws, int nch, size_t n_params)
         d->gbuf = malloc(sizeof(float) * need);
         d->gcap = need;
     }
-    if ((size_t)nch > d->lcap) {
+    /* Per chunk: its loss, its KL (VAE) and its right answers (classifier). */
+    if ((size_t)nch * 3 > d->lcap) {
         free(d->lbuf);
-        d->lbuf = malloc(sizeof(double) * (size_t)nch);
-        d->lcap = (size_t)nch;
+        d->lbuf = malloc(sizeof(double) * 3 * (size_t)nch);
+        d->lcap = 3 * (size_t)nch;
     }
     if (!d->gbuf || !d->lbuf || need > 0x7fffffff) {
         /* Nothing sensible can continue: the ranks would disagree. */
@@ -210,17 +211,19 @@ static void exchange(void *ctx, lt_workspace *ws, int nch, size_t n_params)
     for (int r = 0; r < P; r++) {
         int a = nch * r / P, b = nch * (r + 1) / P;
         counts[r] = (b - a) * (int)n_params, displs[r] = a * (int)n_params;
-        lcounts[r] = b - a, ldispls[r] = a;
+        lcounts[r] = 3 * (b - a), ldispls[r] = 3 * a;
     }
     int a = nch * d->rank / P, b = nch * (d->rank + 1) / P;
     for (int c = a; c < b; c++) memcpy(d->gbuf + (size_t)c * n_params, ws->chunks[c].grads, sizeof(float) * n_params);
-    memcpy(d->lbuf + a, ws->chunk_loss + a, sizeof(double) * (size_t)(b - a));
+    for (int c = a; c < b; c++)
+        d->lbuf[3 * c] = ws->chunk_loss[c], d->lbuf[3 * c + 1] = ws->chunk_kl[c], d->lbuf[3 * c + 2] = ws->chunk_correct[c];
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, d->gbuf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD);
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, d->lbuf, lcounts, ldispls, MPI_DOUBLE, MPI_COMM_WORLD);
     for (int c = 0; c < nch; c++) {
         if (c >= a && c < b) continue;
         memcpy(ws->chunks[c].grads, d->gbuf + (size_t)c * n_params, sizeof(float) * n_params);
-        ws->chunk_loss[c] = d->lbuf[c];
+        ws->chunk_loss[c] = d->lbuf[3 * c], ws->chunk_kl[c] = d->lbuf[3 * c + 1];
+        ws->chunk_correct[c] = (int)d->lbuf[3 * c + 2];
     }
 }
 #endif

@@ -31,15 +31,16 @@ int lt_model_save(const lt_model *m, const char *path, lt_err *err)
             e[k].data = m->params + (which ? l->b_off : l->w_off);
         }
     }
-    char input[48], dropout[32], noise[64];
+    char input[48], dropout[32], noise[64], lik[64];
     snprintf(input, sizeof input, "%d,%d,%d", m->c, m->h, m->w);
     snprintf(dropout, sizeof dropout, "%.9g", m->dropout);
     lt_noise_format(&m->noise, noise, sizeof noise);
+    lt_likelihood_format(&m->lik, lik, sizeof lik);
     /* "format": "pt" is what safetensors.torch writes and expects. */
     const char *meta[] = {"format", "pt", "latent.format", CHECKPOINT_FORMAT, "latent.version", LATENT_VERSION,
                           "latent.spec", m->spec, "latent.input", input, "latent.dropout", dropout,
-                          "latent.model", m->noise.kind == LT_NOISE_NONE ? "ae" : "dae", "latent.noise", noise};
-    if (!rc) rc = lt_st_write(path, e, n, meta, 8, err);
+                          "latent.model", lt_model_kind_name(m), "latent.noise", noise, "latent.likelihood", lik};
+    if (!rc) rc = lt_st_write(path, e, n, meta, m->kind == LT_MODEL_VAE ? 9 : 8, err);
     free(e);
     free(names);
     free(shapes);
@@ -115,6 +116,23 @@ int lt_model_load(lt_model **out, const char *path, lt_err *err)
         }
         m->noise = noise;
     }
+    const char *lik_text = lt_st_meta(&f, "latent.likelihood");
+    if (lik_text && m->kind == LT_MODEL_VAE) {
+        lt_likelihood lik;
+        lt_err e2 = {0};
+        if (lt_likelihood_parse(lik_text, &lik, &e2) || lt_model_set_likelihood(m, &lik, &e2)) {
+            rc = lt_errf(err, LT_EFORMAT, "%s: bad metadata latent.likelihood: %s", path, e2.msg);
+            goto done;
+        }
+    }
+    /* The spec decides the kind; a file that says otherwise was tampered with
+     * or written by something else. */
+    const char *kind = lt_st_meta(&f, "latent.model");
+    if (kind && strcmp(kind, lt_model_kind_name(m))) {
+        rc = lt_errf(err, LT_EFORMAT, "%s: metadata says the model is '%s' but its spec and noise make a '%s'", path, kind,
+                     lt_model_kind_name(m));
+        goto done;
+    }
     int expected = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const lt_layer *l = &m->layers[i];
@@ -165,5 +183,42 @@ done:
     lt_st_free(&f);
     if (rc) lt_model_free(m);
     else *out = m;
+    return rc;
+}
+
+int lt_model_init_from(lt_model *m, const char *path, int *copied, lt_err *err)
+{
+    lt_st_file f;
+    int rc = lt_st_read(path, &f, err);
+    if (rc) return rc;
+    int n = 0;
+    for (int i = 0; !rc && i < m->n_layers; i++) {
+        const lt_layer *l = &m->layers[i];
+        if (!l->w_len) continue;
+        for (int which = 0; which < 2; which++) {
+            char name[64];
+            int64_t shape[4];
+            lt_param_name(l, which, name, sizeof name);
+            int rank = lt_param_shape(l, which, shape);
+            const lt_st_tensor *t = lt_st_find(&f, name);
+            if (!t) continue;
+            int same = t->dtype == LT_DT_F32 && t->rank == rank;
+            for (int d = 0; same && d < rank; d++) same = t->shape[d] == shape[d];
+            /* A tensor with our name but another shape is a different model,
+             * not a partial match to skip silently. */
+            if (!same) {
+                rc = lt_errf(err, LT_EFORMAT, "--init %s: tensor '%s' does not have the shape or type this model needs",
+                             path, name);
+                break;
+            }
+            memcpy(m->params + (which ? l->b_off : l->w_off), t->data, t->nbytes);
+            n++;
+        }
+    }
+    if (!rc && n == 0)
+        rc = lt_errf(err, LT_EINVAL, "--init %s: none of its tensors matches this model by name (expected names like '%s.weight')",
+                     path, m->layers[0].name);
+    lt_st_free(&f);
+    if (!rc && copied) *copied = n;
     return rc;
 }

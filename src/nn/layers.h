@@ -70,6 +70,26 @@ void lt_dropout_forward(float *out, float *mask, const float *inp, int n, size_t
                         int train, uint64_t seed, uint64_t step, uint64_t first, uint64_t salt);
 void lt_dropout_backward(float *dinp, const float *dout, const float *mask, size_t len);
 
+/* Max-pooling with a k x k window and stride k over n channels-last maps
+ * [h, w, c] (output [h/k, w/k, c], the remainder dropped as PyTorch does).
+ * arg records each output's winning input position within its sample (as a
+ * float: exact below 2^24), which backward routes the gradient to; the first
+ * maximum wins ties, as in PyTorch. */
+void lt_maxpool_forward(float *out, float *arg, const float *inp, int n, int h, int w, int c, int k);
+void lt_maxpool_backward(float *dinp, const float *dout, const float *arg, int n, int h, int w, int c, int k);
+
+/* VAE reparameterisation over n samples of 2k inputs (k means, then k
+ * log-variances): z = mu + exp(logvar / 2) * eps. With eps NULL (inference)
+ * z = mu. Otherwise, with draw set, eps is drawn (sample i from
+ * lt_rng_for(seed, step, first+i, salt)) and kept for backward; without, the
+ * eps given is used (tests against PyTorch with the same noise). kl (may be NULL) receives each sample's
+ * KL(q(z|x) || N(0, I)) = -1/2 sum(1 + logvar - mu^2 - exp(logvar)). */
+void lt_sample_forward(float *z, float *eps, int draw, double *kl, const float *inp, int n, int k, uint64_t seed,
+                       uint64_t step, uint64_t first, uint64_t salt);
+/* dinp from dz, plus kl_scale times the KL's own gradient. */
+void lt_sample_backward(float *dinp, const float *dz, const float *eps, const float *inp, int n, int k,
+                        float kl_scale);
+
 /* Losses return the SUM of the per-element (or per-sample) losses of these n
  * values as a double, and write dy = d(mean loss)/dy, where the mean is taken
  * over `total` elements (samples for cross-entropy) of the whole batch, so

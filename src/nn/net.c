@@ -1,6 +1,7 @@
 /* Forward and backward passes of a model over a batch, split into chunks that
  * run in parallel (see LT_CHUNK in net.h for why results stay bit-identical). */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,14 @@ void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane)
     for (int s = 0; s < n; s++, src += (size_t)c * plane, dst += (size_t)c * plane)
         for (int ch = 0; ch < c; ch++)
             for (int p = 0; p < plane; p++) dst[(size_t)ch * plane + p] = src[(size_t)p * c + ch];
+}
+
+/* Layers that keep per-sample state between forward and backward: dropout
+ * masks and max-pool winners in training; VAE noise always, since inference
+ * may sample too (to score the ELBO). */
+static int has_mask(const lt_layer *l, int train)
+{
+    return l->kind == LT_L_SAMPLE || (train && (l->kind == LT_L_DROPOUT || l->kind == LT_L_MAXPOOL));
 }
 
 static int n_chunks(int n) { return (n + LT_CHUNK - 1) / LT_CHUNK; }
@@ -68,12 +77,14 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
         const lt_layer *l = &m->layers[i];
         if ((l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) || moves_data(l))
             total += round64(l->out_size * max_batch);
-        if (train && l->kind == LT_L_DROPOUT) total += round64(l->out_size * max_batch);
+        if (has_mask(l, train)) total += round64(l->out_size * max_batch);
     }
     size_t per_chunk = round64(cols);
     if (train) per_chunk += 2 * round64(maxsz * LT_CHUNK) + round64(m->n_params);
     total += per_chunk * nch;
-    if (train) total += round64(in0 * max_batch) + round64(m->n_params);
+    /* Targets (also for scoring in inference), labels and per-sample KL. */
+    total += round64(in0 * max_batch) + round64((size_t)max_batch) /* labels: 4 per float */ + round64(2 * (size_t)max_batch);
+    if (train) total += round64(m->n_params);
 
     lt_workspace *ws = lt_calloc(1, sizeof *ws, err);
     if (!ws) {
@@ -85,10 +96,12 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->mask = lt_calloc((size_t)L, sizeof(float *), err);
     ws->chunks = lt_calloc((size_t)nch, sizeof(lt_chunk), err);
     ws->chunk_loss = lt_calloc((size_t)nch, sizeof(double), err);
+    ws->chunk_kl = lt_calloc((size_t)nch, sizeof(double), err);
+    ws->chunk_correct = lt_calloc((size_t)nch, sizeof(int), err);
     size_t bytes;
     float *p = NULL;
     if (lt_mul_size(total, sizeof(float), &bytes) == 0) p = lt_aligned_alloc(bytes, err);
-    if (!ws->act || !ws->mask || !ws->chunks || !ws->chunk_loss || !p) {
+    if (!ws->act || !ws->mask || !ws->chunks || !ws->chunk_loss || !ws->chunk_kl || !ws->chunk_correct || !p) {
         free(p);
         lt_workspace_free(ws);
         return lt_errf(err, LT_ENOMEM, "out of memory for a batch of %d (%zu floats)", max_batch, total);
@@ -106,7 +119,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
         } else {
             ws->act[i + 1] = p, p += round64(l->out_size * max_batch);
         }
-        if (train && l->kind == LT_L_DROPOUT) ws->mask[i] = p, p += round64(l->out_size * max_batch);
+        if (has_mask(l, train)) ws->mask[i] = p, p += round64(l->out_size * max_batch);
     }
     for (int c = 0; c < nch; c++) {
         lt_chunk *ch = &ws->chunks[c];
@@ -117,10 +130,10 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
             ch->grads = p, p += round64(m->n_params);
         }
     }
-    if (train) {
-        ws->target = p, p += round64(in0 * max_batch);
-        ws->grad = p, p += round64(m->n_params);
-    }
+    ws->target = p, p += round64(in0 * max_batch);
+    ws->labels = (uint8_t *)p, p += round64((size_t)max_batch);
+    ws->kl = (double *)p, p += round64(2 * (size_t)max_batch);
+    if (train) ws->grad = p, p += round64(m->n_params);
     *out = ws;
     return 0;
 }
@@ -133,6 +146,8 @@ void lt_workspace_free(lt_workspace *ws)
     free(ws->mask);
     free(ws->chunks);
     free(ws->chunk_loss);
+    free(ws->chunk_kl);
+    free(ws->chunk_correct);
     free(ws->scratch_off);
     free(ws);
 }
@@ -166,24 +181,35 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
         case LT_L_UNFLATTEN:
             if (moves_data(l)) lt_nchw_to_nhwc(out, in, n, l->out_c, l->out_h * l->out_w);
             break;
+        case LT_L_MAXPOOL:
+            lt_maxpool_forward(out, ws->mask[i] ? ws->mask[i] + (size_t)first * l->out_size : NULL, in, n, l->in_h,
+                               l->in_w, l->in_c, l->pool);
+            break;
+        case LT_L_SAMPLE: {
+            float *eps = train || ws->sample ? ws->mask[i] + (size_t)first * l->out_size : NULL;
+            lt_sample_forward(out, eps, !ws->fixed_eps, ws->kl + first, in, n, l->out_c, seed, step, (uint64_t)first,
+                              (uint64_t)i);
+            break;
+        }
         }
     }
 }
 
-/* Backward from the gradient in d (per chunk, [n, out_size of the last layer]),
- * adding parameter gradients into grads. */
-static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n, int train,
-                           lt_chunk *s)
+/* Backward from the gradient in s->d[0] (per chunk, [n, out_size of layer
+ * top]) down to the first trainable layer, adding parameter gradients into
+ * s->grads. kl_scale: weight of a VAE's KL term in the loss. */
+static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n, int train, int top,
+                           float kl_scale, lt_chunk *s)
 {
     int cur = 0;
-    for (int i = m->n_layers - 1; i >= 0; i--) {
+    for (int i = top; i >= m->first_trainable; i--) {
         const lt_layer *l = &m->layers[i];
         const float *in = ws->act[i] + (size_t)first * l->in_size;
         const float *out = ws->act[i + 1] + (size_t)first * l->out_size;
         const float *w = m->params + l->w_off;
         const float *dout = s->d[cur];
-        /* The input image needs no gradient: skip that work in the first layer. */
-        float *dinp = i > 0 ? s->d[1 - cur] : NULL;
+        /* The input image, and a frozen part, need no gradient: skip that work. */
+        float *dinp = i > m->first_trainable ? s->d[1 - cur] : NULL;
         float *dw = l->frozen ? NULL : s->grads + l->w_off;
         float *db = l->frozen ? NULL : s->grads + l->b_off;
         size_t len = (size_t)n * l->out_size;
@@ -209,6 +235,12 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
             if (dinp && l->kind == LT_L_FLATTEN) lt_nchw_to_nhwc(dinp, dout, n, l->in_c, l->in_h * l->in_w);
             if (dinp && l->kind == LT_L_UNFLATTEN) lt_nhwc_to_nchw(dinp, dout, n, l->out_c, l->out_h * l->out_w);
             break;
+        case LT_L_MAXPOOL:
+            if (dinp) lt_maxpool_backward(dinp, dout, ws->mask[i] + (size_t)first * l->out_size, n, l->in_h, l->in_w, l->in_c, l->pool);
+            break;
+        case LT_L_SAMPLE:
+            if (dinp) lt_sample_backward(dinp, dout, ws->mask[i] + (size_t)first * l->out_size, in, n, l->out_c, kl_scale);
+            break;
         }
         cur = 1 - cur;
     }
@@ -227,43 +259,129 @@ void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to
     }
 }
 
-double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
-                         int threads)
+/* Bernoulli likelihood on the logits a (the input of a final sigmoid):
+ * per value softplus(a) - t*a, the binary cross-entropy of sigmoid(a), with
+ * gradient sigmoid(a) - t; computed from a for accuracy where the sigmoid
+ * saturates. */
+static double bernoulli_logits(float *da, const float *a, const float *t, size_t len, float scale)
 {
-    const int nch = n_chunks(n), L = m->n_layers;
+    double sum = 0.0;
+    for (size_t i = 0; i < len; i++) {
+        double x = a[i];
+        sum += (x > 0 ? x + log1p(exp(-x)) : log1p(exp(x))) - t[i] * x;
+        if (da) da[i] = scale * (float)(1.0 / (1.0 + exp(-x)) - t[i]);
+    }
+    return sum;
+}
+
+static double gaussian_rec(float *dy, const float *y, const float *t, size_t len, float c, float scale)
+{
+    double sum = 0.0;
+    const float g = scale / c;
+    for (size_t i = 0; i < len; i++) {
+        float d = y[i] - t[i];
+        sum += (double)d * d;
+        if (dy) dy[i] = g * d;
+    }
+    return sum / (2.0 * c);
+}
+
+static int argmax_correct(const float *logits, const uint8_t *labels, int n, int classes)
+{
+    int right = 0;
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * classes;
+        int best = 0;
+        for (int c = 1; c < classes; c++) best = z[c] > z[best] ? c : best;
+        right += best == labels[i];
+    }
+    return right;
+}
+
+/* Forward and loss (and with grad, backward) of one chunk; its loss goes into
+ * ws->chunk_loss[c] (VAE: reconstruction; KL into chunk_kl). */
+static void loss_chunk(const lt_model *m, lt_workspace *ws, int c, int n, uint64_t seed, uint64_t step, int grad)
+{
+    const int L = m->n_layers, first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
+    lt_chunk *s = &ws->chunks[c];
     const size_t osz = m->layers[L - 1].out_size;
-    const double total = (double)n * (double)osz;
+    const float *y = ws->act[L] + (size_t)first * osz;
+    const float *t = ws->target + (size_t)first * osz;
+    float *dy = grad ? s->d[0] : NULL;
+    int top = L - 1;
+    if (grad) memset(s->grads, 0, sizeof(float) * m->n_params);
+    forward_chunk(m, ws, first, cn, 0, L, grad, seed, step, s->cols);
+    ws->chunk_kl[c] = 0.0;
+    ws->chunk_correct[c] = 0;
+    switch (m->kind) {
+    case LT_MODEL_AE:
+        ws->chunk_loss[c] = lt_mse_loss(dy, y, t, (size_t)cn * osz, (double)n * (double)osz);
+        break;
+    case LT_MODEL_CLF:
+        ws->chunk_loss[c] = lt_xent_loss(dy, y, ws->labels + first, cn, (int)osz, (double)n);
+        ws->chunk_correct[c] = argmax_correct(y, ws->labels + first, cn, (int)osz);
+        break;
+    case LT_MODEL_VAE:
+        if (m->lik.bernoulli && m->layers[L - 1].kind == LT_L_SIGMOID) {
+            /* Fused with the sigmoid: the gradient enters below it. */
+            ws->chunk_loss[c] = bernoulli_logits(dy, ws->act[L - 1] + (size_t)first * osz, t, (size_t)cn * osz, 1.0f / (float)n);
+            top = L - 2;
+        } else if (m->lik.bernoulli) {
+            ws->chunk_loss[c] = bernoulli_logits(dy, y, t, (size_t)cn * osz, 1.0f / (float)n);
+        } else {
+            ws->chunk_loss[c] = gaussian_rec(dy, y, t, (size_t)cn * osz, m->lik.c, 1.0f / (float)n);
+        }
+        for (int i = 0; i < cn; i++) ws->chunk_kl[c] += ws->kl[first + i];
+        break;
+    }
+    if (grad) backward_chunk(m, ws, first, cn, 1, top, 1.0f / (float)n, s);
+}
+
+lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step, int grad,
+                          int threads)
+{
+    const int nch = n_chunks(n);
     lt_chunk *cs = ws->chunks;
     const int nt = resolve_threads(threads);
-    const int c0 = ws->parts ? nch * ws->part / ws->parts : 0, c1 = ws->parts ? nch * (ws->part + 1) / ws->parts : nch;
+    /* Data-parallel training: this process computes its share of the chunks, then exchange() fills in the rest. */
+    const int split = grad && ws->exchange && ws->parts > 1;
+    const int c0 = split ? nch * ws->part / ws->parts : 0, c1 = split ? nch * (ws->part + 1) / ws->parts : nch;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(dynamic, 1)
-        for (int c = c0; c < c1; c++) {
-            int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
-            memset(cs[c].grads, 0, sizeof(float) * m->n_params);
-            forward_chunk(m, ws, first, cn, 0, L, 1, seed, step, cs[c].cols);
-            ws->chunk_loss[c] = lt_mse_loss(cs[c].d[0], ws->act[L] + (size_t)first * osz,
-                                            ws->target + (size_t)first * osz, (size_t)cn * osz, total);
-            backward_chunk(m, ws, first, cn, 1, &cs[c]);
-        }
-        if (ws->exchange) {
+        for (int c = c0; c < c1; c++) loss_chunk(m, ws, c, n, seed, step, grad);
+        if (split) {
             /* One thread talks to the other processes (MPI_THREAD_FUNNELED). */
 #pragma omp master
             ws->exchange(ws->exchange_ctx, ws, nch, m->n_params);
 #pragma omp barrier
         }
         /* Sum the chunks' gradients in chunk order, whichever thread ran them. */
+        if (grad) {
 #pragma omp for schedule(static)
-        for (size_t j = 0; j < m->n_params; j++) {
-            float g = 0.0f;
-            for (int c = 0; c < nch; c++) g += cs[c].grads[j];
-            ws->grad[j] = g;
+            for (size_t j = 0; j < m->n_params; j++) {
+                float g = 0.0f;
+                for (int c = 0; c < nch; c++) g += cs[c].grads[j];
+                ws->grad[j] = g;
+            }
         }
     }
-    double loss = 0.0;
-    for (int c = 0; c < nch; c++) loss += ws->chunk_loss[c];
-    return loss / total;
+    lt_batch_loss r = {0};
+    double loss = 0.0, kl = 0.0;
+    for (int c = 0; c < nch; c++) loss += ws->chunk_loss[c], kl += ws->chunk_kl[c], r.correct += ws->chunk_correct[c];
+    if (m->kind == LT_MODEL_AE) {
+        r.loss = loss / ((double)n * (double)m->layers[m->n_layers - 1].out_size);
+    } else {
+        r.rec = loss / n, r.kl = kl / n;
+        r.loss = r.rec + r.kl;
+    }
+    return r;
+}
+
+double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
+                         int threads)
+{
+    return lt_net_loss(m, ws, n, seed, step, 1, threads).loss;
 }
 
 void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads)
@@ -283,4 +401,16 @@ void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_
     if (noise->kind == LT_NOISE_NONE) return;
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
     for (int i = 0; i < n; i++) lt_noise_apply(noise, x + (size_t)i * size, 1, size, seed, stream, first + (uint64_t)i);
+}
+
+void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int n,
+                      uint64_t noise_seed, uint64_t noise_stream, uint64_t noise_first, int threads)
+{
+    const size_t isz = (size_t)ds->c * ds->h * ds->w;
+    lt_images_to_float(ws->act[0], ds, idx, first, n, threads);
+    if (m->kind == LT_MODEL_VAE && m->lik.bernoulli)
+        for (size_t i = 0; i < isz * n; i++) ws->act[0][i] = ws->act[0][i] > 0.5f ? 1.0f : 0.0f;
+    if (m->kind != LT_MODEL_CLF) memcpy(ws->target, ws->act[0], sizeof(float) * isz * n);
+    for (int i = 0; i < n; i++) ws->labels[i] = ds->labels[idx ? idx[i] : first + i];
+    lt_noise_batch(&m->noise, ws->act[0], n, isz, noise_seed, noise_stream, noise_first, threads);
 }

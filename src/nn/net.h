@@ -13,7 +13,7 @@
 
 typedef enum {
     LT_L_CONV, LT_L_CONVT, LT_L_DENSE, LT_L_RELU, LT_L_SIGMOID, LT_L_DROPOUT, LT_L_FLATTEN,
-    LT_L_UNFLATTEN
+    LT_L_UNFLATTEN, LT_L_MAXPOOL, LT_L_SAMPLE
 } lt_layer_kind;
 
 typedef struct lt_layer {
@@ -23,6 +23,7 @@ typedef struct lt_layer {
     int out_c, out_h, out_w;   /* per-sample output shape */
     size_t in_size, out_size;  /* c*h*w */
     lt_conv_geom g;            /* conv, convt */
+    int pool;                  /* maxpool: window and stride */
     float p;                   /* dropout probability; < 0 means "the model's" */
     size_t w_off, w_len;       /* weight and bias in the parameter block; */
     size_t b_off, b_len;       /* w_len == 0 for layers without parameters */
@@ -41,12 +42,16 @@ struct lt_model {
     int c, h, w;               /* input shape */
     float dropout;
     lt_noise noise;            /* input corruption of a denoising autoencoder */
+    lt_model_kind kind;        /* from the spec: a sample layer makes a VAE, no decoder a classifier */
+    lt_likelihood lik;         /* VAE: the decoder's likelihood */
+    int classes;               /* classifier: size of the output */
     int n_layers;
     lt_layer *layers;
     int n_parts;
     lt_part parts[LT_MAX_PARTS];
     int encoder_end;           /* layers [0, encoder_end) are the encoder */
-    int latent;                /* size of the encoder's output */
+    int latent;                /* size of the encoder's output (VAE: of the sample layer) */
+    int first_trainable;       /* layers before it are frozen (fine-tuning with --freeze) */
     size_t n_params;
     float *params;
     struct lt_workspace *infer; /* lazily made workspace for inference */
@@ -85,11 +90,17 @@ typedef struct lt_workspace {
     int n_chunks_max;
     float **act;               /* act[0] input, act[i+1] output of layer i, channels last;
                                   a flatten or unflatten that moves nothing aliases its input */
-    float **mask;              /* dropout masks, NULL for other layers */
+    float **mask;              /* dropout masks, maxpool argmax, VAE noise; NULL for other layers */
     float *target;             /* [max_batch, input size] */
+    uint8_t *labels;           /* [max_batch] classifier targets */
+    int sample;                /* VAE: draw z in inference too (an ELBO estimate, not z = mean) */
+    int fixed_eps;             /* VAE: use the noise already in the sample layer's buffer (tests) */
+    double *kl;                /* VAE: per-sample KL divergence of the last forward */
     lt_chunk *chunks;          /* n_chunks_max of them */
     size_t *scratch_off;       /* per layer: its scratch in a chunk's cols (training: one each) */
-    double *chunk_loss;
+    double *chunk_loss;        /* per chunk: summed loss (VAE: reconstruction part) */
+    double *chunk_kl;          /* VAE: summed KL */
+    int *chunk_correct;        /* classifier: right answers */
     float *grad;               /* summed gradient of the batch */
     void *block;               /* everything above lives here */
     /* Data-parallel training (src/dist): this process computes only chunks
@@ -110,11 +121,22 @@ void lt_workspace_free(lt_workspace *ws);
 void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to, int train,
                     uint64_t seed, uint64_t step, int threads);
 
-/* One training step's gradient: forward with act[0] and ws->target holding n
- * samples, MSE loss against the target, backward, and ws->grad set to the
- * batch's gradient. Returns the mean loss. */
+/* The loss of one batch, its parts and, in training, its gradient. */
+typedef struct lt_batch_loss {
+    double loss;     /* the objective: mean over samples (autoencoder: over pixels too) */
+    double rec, kl;  /* VAE: mean reconstruction NLL and KL per sample */
+    int correct;     /* classifier: samples whose largest logit is the label */
+} lt_batch_loss;
+
+/* One training step's gradient: forward with act[0] and ws->target (or
+ * ws->labels for a classifier) holding n samples, the model's loss, backward,
+ * and ws->grad set to the batch's gradient. Returns the mean loss. */
 double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
                          int threads);
+/* The same with the loss's parts; grad 0 skips the backward pass (evaluation:
+ * dropout off, VAE sampling only when ws->sample). */
+lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,
+                          int grad, int threads);
 
 /* Between PyTorch's channels-first layout and the channels-last one used
  * inside (n samples of c channels of `plane` pixels). */
@@ -125,6 +147,14 @@ void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane);
  * stream (seed, stream, first + i), so the result does not depend on them. */
 void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_t seed, uint64_t stream,
                     uint64_t first, int threads);
+
+/* Fill the workspace with n samples of ds (indices idx, or consecutive from
+ * first when idx is NULL) as the model's loss wants them: act[0] the input
+ * (binarized for a Bernoulli VAE, corrupted by a DAE's noise from the stream
+ * (noise_seed, noise_stream, noise_first + i)), target the clean image,
+ * labels the labels. */
+void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int n,
+                      uint64_t noise_seed, uint64_t noise_stream, uint64_t noise_first, int threads);
 
 /* Convert n images (bytes, indices idx into ds or consecutive from first when
  * idx is NULL) to floats in [0,1]. */

@@ -132,6 +132,27 @@ static int infer(lt_layer *l, const char *kind, const double *a, int na, lt_err 
             return lt_errf(err, LT_EINVAL, "spec: %s: dropout takes at most one probability in [0, 1)", nm);
         l->kind = LT_L_DROPOUT;
         l->p = na ? (float)a[0] : -1.0f;
+    } else if (!strcmp(kind, "maxpool")) {
+        if (na != 1 || !is_int(a[0], 1))
+            return lt_errf(err, LT_EINVAL, "spec: %s: maxpool takes one positive integer (window and stride)", nm);
+        if (l->in_h < a[0] || l->in_w < a[0])
+            return lt_errf(err, LT_EINVAL, "spec: %s: maxpool(%g) does not fit its input %dx%dx%d", nm, a[0], l->in_c,
+                           l->in_h, l->in_w);
+        /* The winning positions are kept as floats, exact up to 2^24. */
+        if ((long long)l->in_c * l->in_h * l->in_w > (1LL << 24))
+            return lt_errf(err, LT_EINVAL, "spec: %s: maxpool input %dx%dx%d is larger than 2^24 values", nm, l->in_c,
+                           l->in_h, l->in_w);
+        l->kind = LT_L_MAXPOOL;
+        l->pool = (int)a[0];
+        l->out_h = l->in_h / l->pool, l->out_w = l->in_w / l->pool;
+    } else if (!strcmp(kind, "sample")) {
+        if (na != 0) return lt_errf(err, LT_EINVAL, "spec: %s: sample takes no arguments", nm);
+        if (l->in_h != 1 || l->in_w != 1 || l->in_c % 2)
+            return lt_errf(err, LT_EINVAL,
+                           "spec: %s: sample needs a flat input of 2k values (k means, k log-variances), found %dx%dx%d",
+                           nm, l->in_c, l->in_h, l->in_w);
+        l->kind = LT_L_SAMPLE;
+        l->out_c = l->in_c / 2;
     } else if (!strcmp(kind, "unflatten")) {
         if (na != 3 || !is_int(a[0], 1) || !is_int(a[1], 1) || !is_int(a[2], 1))
             return lt_errf(err, LT_EINVAL, "spec: %s: unflatten takes three positive integers (c,h,w)", nm);
@@ -143,7 +164,7 @@ static int infer(lt_layer *l, const char *kind, const double *a, int na, lt_err 
     } else {
         return lt_errf(err, LT_EINVAL,
                        "spec: %s: unknown layer '%s' (expected conv, convt, dense, relu, sigmoid, "
-                       "dropout, flatten or unflatten)", nm, kind);
+                       "dropout, flatten, unflatten, maxpool or sample)", nm, kind);
     }
     long long out = (long long)l->out_c * l->out_h * l->out_w;
     long long params = (long long)l->w_len + (long long)l->b_len;
@@ -220,6 +241,46 @@ int lt_default_spec(char *buf, size_t size, int d)
                      "convt(16,3,2,0,0) relu convt(8,3,2,1,1) relu convt(1,3,2,1,1) sigmoid",
                      d);
     return (n < 0 || (size_t)n >= size) ? LT_EINVAL : 0;
+}
+
+int lt_default_vae_spec(char *buf, size_t size, int k)
+{
+    int n = snprintf(buf, size,
+                     "encoder: conv(8,3,2,1) relu conv(16,3,2,1) relu conv(32,3,2,0) relu flatten "
+                     "dense(64) relu dropout dense(%d) sample;\n"
+                     "decoder: dense(64) relu dropout dense(288) relu unflatten(32,3,3) "
+                     "convt(16,3,2,0,0) relu convt(8,3,2,1,1) relu convt(1,3,2,1,1) sigmoid",
+                     2 * k);
+    return (n < 0 || (size_t)n >= size || k <= 0) ? LT_EINVAL : 0;
+}
+
+int lt_mnist_cnn_spec(char *buf, size_t size, int classes)
+{
+    int n = snprintf(buf, size,
+                     "features: conv(32,3,1,0) relu conv(64,3,1,0) relu maxpool(2) dropout(0.25) flatten "
+                     "dense(128) relu dropout(0.5);\nhead: dense(%d)",
+                     classes);
+    return (n < 0 || (size_t)n >= size || classes < 2) ? LT_EINVAL : 0;
+}
+
+int lt_classifier_spec(char *buf, size_t size, const char *ae_spec, int classes, lt_err *err)
+{
+    /* Textual surgery on the encoder part keeps the layer indices, hence the
+     * tensor names that lt_model_init_from matches on. */
+    const char *enc = strstr(ae_spec, "encoder:");
+    if (!enc) return lt_errf(err, LT_EINVAL, "spec: the autoencoder has no 'encoder:' part");
+    const char *end = strchr(enc, ';');
+    if (!end) end = enc + strlen(enc);
+    const char *last = NULL;
+    for (const char *p = enc; p && p < end; p++) {
+        p = strstr(p, "dense(");
+        if (!p || p >= end) break;
+        last = p;
+    }
+    if (!last) return lt_errf(err, LT_EINVAL, "spec: the encoder has no dense layer to replace with the classifier's head");
+    int n = snprintf(buf, size, "%.*s;\nhead: dense(%d)", (int)(last - enc), enc, classes);
+    if (n < 0 || (size_t)n >= size) return lt_errf(err, LT_EINVAL, "spec: too long");
+    return 0;
 }
 
 int lt_layer_fan_in(const lt_layer *l)

@@ -125,5 +125,9 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad, int threads)
     const size_t block = 8192, nb = (o->n + block - 1) / block;
     const int nt = threads > 0 ? threads : omp_get_max_threads();
 #pragma omp parallel for num_threads(nt) schedule(static) if (nb > 1)
-    for (size_t b = 0; b < nb; b++) update_range(o, p, grad, b * block, b * block + block < o->n ? b * block + block : o->n);
+    for (size_t b = 0; b < nb; b++) {
+        /* Parameters before o->first are frozen: weight decay must not move them either. */
+        size_t lo = b * block < o->first ? o->first : b * block, hi = b * block + block < o->n ? b * block + block : o->n;
+        if (lo < hi) update_range(o, p, grad, lo, hi);
+    }
 }

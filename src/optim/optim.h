@@ -14,6 +14,7 @@ typedef struct lt_optim {
     double rho;                /* Adadelta: 0.9 (eps 1e-6) */
     int64_t t;                 /* steps taken */
     size_t n;
+    size_t first;              /* parameters [0, first) are frozen: never updated */
     float *slot[2];
 } lt_optim;
 

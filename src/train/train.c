@@ -22,7 +22,15 @@
 
 #define STATE_FILE "train_state.safetensors"
 #define STATE_FORMAT "1"
-#define METRICS_HEADER "epoch,train_loss,val_loss,seconds,images_per_sec\n"
+/* metrics.csv: the same first columns for every model, then its own. */
+static const char *metrics_header(lt_model_kind k)
+{
+    switch (k) {
+    case LT_MODEL_CLF: return "epoch,train_loss,val_loss,seconds,images_per_sec,train_accuracy,val_accuracy\n";
+    case LT_MODEL_VAE: return "epoch,train_loss,val_loss,seconds,images_per_sec,val_rec,val_kl\n";
+    default: return "epoch,train_loss,val_loss,seconds,images_per_sec\n";
+    }
+}
 
 void lt_train_config_default(lt_train_config *cfg)
 {
@@ -52,6 +60,7 @@ typedef struct run_state {
     int batch;            /* batches of epoch+1 completed (0 at an epoch boundary) */
     int64_t step;         /* optimizer steps taken */
     double loss_sum;      /* sum of loss*images over the batches of the current epoch */
+    int64_t correct;      /* classifier: right answers in the current epoch */
     char *metrics;        /* metrics.csv so far */
 } run_state;
 
@@ -90,7 +99,7 @@ static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_op
     int ne = 1;
     static const char *slot_names[2] = {"optim.slot0", "optim.slot1"};
     for (int s = 0; s < lt_optim_slots(o); s++) e[ne++] = (lt_st_entry){slot_names[s], LT_DT_F32, 1, &n, o->slot[s]};
-    char v[17][64];
+    char v[21][64];
     snprintf(v[0], 64, "%d,%d,%d", m->c, m->h, m->w);
     snprintf(v[1], 64, "%.9g", m->dropout);
     snprintf(v[2], 64, "%d", rs->epoch);
@@ -106,12 +115,16 @@ static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_op
     snprintf(v[12], 64, "%d", cfg->limit);
     snprintf(v[13], 64, "%d", cfg->epochs);
     lt_noise_format(&m->noise, v[14], 64);
-    subset_hash(cfg, v[15], 64);
+    lt_likelihood_format(&m->lik, v[15], 64);
+    snprintf(v[16], 64, "%d", m->first_trainable);
+    snprintf(v[17], 64, "%lld", (long long)rs->correct);
+    subset_hash(cfg, v[18], 64);
     const char *meta[] = {"latent.state.format", STATE_FORMAT, "spec", m->spec, "input", v[0], "dropout", v[1],
                           "epoch", v[2], "batch", v[3], "step", v[4], "loss_sum", v[5], "batch_size", v[6],
                           "lr", v[7], "weight_decay", v[8], "momentum", v[9], "seed", v[10], "val", v[11],
-                          "limit", v[12], "epochs", v[13], "noise", v[14], "optimizer", lt_opt_name(o->kind),
-                          "metrics", rs->metrics, "subset", v[15]};
+                          "limit", v[12], "epochs", v[13], "noise", v[14], "likelihood", v[15],
+                          "frozen", v[16], "correct", v[17], "model", lt_model_kind_name(m), "optimizer", lt_opt_name(o->kind),
+                          "metrics", rs->metrics, "subset", v[18]};
     return lt_st_write(path, e, ne, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
 }
 
@@ -142,6 +155,12 @@ int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, 
     cfg->epochs = atoi(get_meta(&f, "epochs", path, &rc, err));
     const char *noise = get_meta(&f, "noise", path, &rc, err);
     if (!rc && lt_noise_parse(noise, &cfg->noise, err)) rc = lt_errf(err, LT_EFORMAT, "%s: bad noise '%s'", path, noise);
+    const char *lik = get_meta(&f, "likelihood", path, &rc, err);
+    if (!rc && lt_likelihood_parse(lik, &cfg->likelihood, err))
+        rc = lt_errf(err, LT_EFORMAT, "%s: bad likelihood '%s'", path, lik);
+    cfg->freeze = atoi(get_meta(&f, "frozen", path, &rc, err)) > 0;
+    const char *kind = get_meta(&f, "model", path, &rc, err);
+    cfg->model = !strcmp(kind, "clf") ? LT_MODEL_CLF : !strcmp(kind, "vae") ? LT_MODEL_VAE : LT_MODEL_AE;
     if (!rc && opt < 0) rc = lt_errf(err, LT_EFORMAT, "%s: unknown optimizer in training state", path);
     if (!rc && strlen(spec) >= spec_size) rc = lt_errf(err, LT_EINVAL, "%s: spec too long", path);
     if (!rc) {
@@ -180,6 +199,14 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     if (strcmp(a, b))
         return lt_errf(err, LT_EINVAL, "--noise %s differs from the run in %s (%s); a resumed run keeps its settings", a,
                        cfg->out_dir, b);
+    char la[64], lb[64];
+    lt_likelihood want = cfg->likelihood;
+    if (!want.bernoulli && want.c == 0.0f) want.c = 1.0f;
+    lt_likelihood_format(&want, la, sizeof la);
+    lt_likelihood_format(&st.likelihood, lb, sizeof lb);
+    if (strcmp(la, lb) && strcmp(lb, "gaussian:1"))
+        return lt_errf(err, LT_EINVAL, "--likelihood %s differs from the run in %s (%s); a resumed run keeps its settings",
+                       la, cfg->out_dir, lb);
     if (st.optimizer != cfg->optimizer)
         return lt_errf(err, LT_EINVAL, "--optimizer %s differs from the run in %s (%s); a resumed run keeps its settings",
                        lt_opt_name(cfg->optimizer), cfg->out_dir, lt_opt_name(st.optimizer));
@@ -200,10 +227,14 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     rs->batch = atoi(get_meta(&f, "batch", path, &rc, err));
     rs->step = strtoll(get_meta(&f, "step", path, &rc, err), NULL, 10);
     rs->loss_sum = strtod(get_meta(&f, "loss_sum", path, &rc, err), NULL);
+    rs->correct = strtoll(get_meta(&f, "correct", path, &rc, err), NULL, 10);
+    int frozen = atoi(get_meta(&f, "frozen", path, &rc, err));
     const char *metrics = get_meta(&f, "metrics", path, &rc, err);
     if (!rc && !(rs->metrics = strdup(metrics))) rc = lt_errf(err, LT_ENOMEM, "out of memory");
     if (!rc) rc = lt_model_create(mp, st.spec, c, h, w, st.dropout, cfg->seed, err);
     if (!rc) rc = lt_model_set_noise(*mp, &st.noise, err);
+    if (!rc && (*mp)->kind == LT_MODEL_VAE) rc = lt_model_set_likelihood(*mp, &st.likelihood, err);
+    if (!rc && frozen) rc = lt_model_freeze(*mp, frozen, err);
     if (!rc) rc = lt_optim_init(o, st.optimizer, st.lr, st.weight_decay, st.momentum, (*mp)->n_params, err);
     const char *names[3] = {"params", "optim.slot0", "optim.slot1"};
     float *dst[3] = {rc ? NULL : (*mp)->params, o->slot[0], o->slot[1]};
@@ -220,12 +251,15 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     return rc;
 }
 
-static int append_metrics(run_state *rs, int epoch, double train, double val, double secs, double ips,
-                          lt_err *err)
+static int append_metrics(run_state *rs, lt_model_kind kind, int epoch, double train, double val, double secs,
+                          double ips, double a, double b, lt_err *err)
 {
     size_t old = rs->metrics ? strlen(rs->metrics) : 0;
-    char row[256];
-    int n = snprintf(row, sizeof row, "%s%d,%.8g,%.8g,%.3f,%.1f\n", old ? "" : METRICS_HEADER, epoch, train, val, secs, ips);
+    char row[512];
+    int n = snprintf(row, sizeof row, "%s%d,%.8g,%.8g,%.3f,%.1f", old ? "" : metrics_header(kind), epoch, train, val,
+                     secs, ips);
+    if (kind != LT_MODEL_AE) n += snprintf(row + n, sizeof row - (size_t)n, ",%.8g,%.8g", a, b);
+    n += snprintf(row + n, sizeof row - (size_t)n, "\n");
     char *nm = realloc(rs->metrics, old + (size_t)n + 1);
     if (!nm) return lt_errf(err, LT_ENOMEM, "out of memory");
     memcpy(nm + old, row, (size_t)n + 1);
@@ -280,6 +314,77 @@ static int check_config(const lt_train_config *cfg, const lt_dataset *ds, lt_err
     return 0;
 }
 
+/* A new model as cfg says: its spec, or the default one of its kind. */
+static int create_model(const lt_train_config *cfg, const lt_dataset *ds, lt_model **mp, lt_err *err)
+{
+    char spec[8192], base[4096];
+    const char *sp = cfg->spec;
+    int rc = 0;
+    if (!sp && cfg->model == LT_MODEL_CLF) {
+        /* The encoder of the autoencoder we start from, or of the default one. */
+        lt_model *src = NULL;
+        if (cfg->init && (rc = lt_model_load(&src, cfg->init, err))) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            rc = lt_errf(err, rc, "--init: %s", msg);
+        }
+        else if (!cfg->init) rc = lt_default_spec(base, sizeof base, cfg->latent > 0 ? cfg->latent : 2);
+        if (!rc) rc = lt_classifier_spec(spec, sizeof spec, src ? src->spec : base, ds->n_classes, err);
+        if (!rc && src && src->kind == LT_MODEL_CLF)
+            rc = lt_errf(err, LT_EINVAL, "--init %s: the checkpoint is a classifier; give an autoencoder to fine-tune", cfg->init);
+        lt_model_free(src);
+        sp = spec;
+    } else if (!sp) {
+        if (cfg->latent <= 0) rc = lt_errf(err, LT_EINVAL, "--latent must be positive, found %d", cfg->latent);
+        else if (cfg->model == LT_MODEL_VAE) rc = lt_default_vae_spec(spec, sizeof spec, cfg->latent);
+        else rc = lt_default_spec(spec, sizeof spec, cfg->latent);
+        sp = spec;
+    }
+    if (rc) return rc;
+    if ((rc = lt_model_create(mp, sp, ds->c, ds->h, ds->w, cfg->dropout, cfg->seed, err))) return rc;
+    lt_model *m = *mp;
+    if (m->kind != cfg->model)
+        rc = lt_errf(err, LT_EINVAL, "the spec describes a%s but the run asks for a%s",
+                     m->kind == LT_MODEL_CLF ? " classifier" : m->kind == LT_MODEL_VAE ? " variational autoencoder" : "n autoencoder",
+                     cfg->model == LT_MODEL_CLF ? " classifier" : cfg->model == LT_MODEL_VAE ? " variational autoencoder" : "n autoencoder");
+    if (!rc && m->kind == LT_MODEL_CLF && ds->n_classes > m->classes)
+        rc = lt_errf(err, LT_EINVAL, "the data has labels up to %d but the classifier has %d outputs", ds->n_classes - 1, m->classes);
+    if (!rc && m->kind != LT_MODEL_CLF && cfg->init)
+        rc = lt_errf(err, LT_EINVAL, "--init: fine-tuning from a checkpoint is for classifiers (--model clf)");
+    if (!rc && cfg->noise.kind != LT_NOISE_NONE && m->kind != LT_MODEL_AE)
+        rc = lt_errf(err, LT_EINVAL, "--noise applies to a (denoising) autoencoder only");
+    if (!rc) rc = lt_model_set_noise(m, &cfg->noise, err);
+    if (!rc && m->kind == LT_MODEL_VAE) {
+        lt_likelihood lik = cfg->likelihood;
+        if (!lik.bernoulli && lik.c == 0.0f) lik.c = 1.0f;
+        rc = lt_model_set_likelihood(m, &lik, err);
+    }
+    if (!rc && cfg->freeze && !cfg->init) rc = lt_errf(err, LT_EINVAL, "--freeze needs --init: there is nothing pretrained to freeze");
+    if (!rc && cfg->init) {
+        int copied = 0;
+        rc = lt_model_init_from(m, cfg->init, &copied, err);
+        if (!rc && cfg->freeze) {
+            /* Freeze through the last layer that received pretrained weights. */
+            int last = -1;
+            lt_st_file f;
+            if (!(rc = lt_st_read(cfg->init, &f, err))) {
+                for (int i = 0; i < m->n_layers; i++) {
+                    char name[64];
+                    lt_param_name(&m->layers[i], 0, name, sizeof name);
+                    if (m->layers[i].w_len && lt_st_find(&f, name)) last = i;
+                }
+                lt_st_free(&f);
+                rc = lt_model_freeze(m, last + 1, err);
+            }
+        }
+    }
+    if (rc) {
+        lt_model_free(m);
+        *mp = NULL;
+    }
+    return rc;
+}
+
 int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn progress, void *ctx,
              lt_train_result *result, lt_err *err)
 {
@@ -309,26 +414,29 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     int *order = NULL;
     if (cfg->resume) {
         rc = load_state(cfg, &m, &opt, &rs, err);
+        if (!rc && m->kind != cfg->model)
+            rc = lt_errf(err, LT_EINVAL, "--model: the run in %s trains a %s model; a resumed run keeps its settings",
+                         cfg->out_dir, lt_model_kind_name(m));
     } else {
-        char spec[4096];
-        const char *sp = cfg->spec;
-        if (!sp) {
-            if (cfg->latent <= 0) rc = lt_errf(err, LT_EINVAL, "--latent must be positive, found %d", cfg->latent);
-            else rc = lt_default_spec(spec, sizeof spec, cfg->latent);
-            sp = spec;
-        }
-        if (!rc) rc = lt_model_create(&m, sp, ds->c, ds->h, ds->w, cfg->dropout, cfg->seed, err);
-        if (!rc) rc = lt_model_set_noise(m, &cfg->noise, err);
+        rc = create_model(cfg, ds, &m, err);
         if (!rc) rc = lt_optim_init(&opt, cfg->optimizer, cfg->lr, cfg->weight_decay, cfg->momentum, m->n_params, err);
     }
     if (!rc && (m->c != ds->c || m->h != ds->h || m->w != ds->w))
         rc = lt_errf(err, LT_EINVAL, "the data has %dx%dx%d images but the run in %s was trained on %dx%dx%d",
                      ds->c, ds->h, ds->w, cfg->out_dir, m->c, m->h, m->w);
+    /* Frozen layers come first, so their parameters are a prefix of the block. */
+    for (int i = 0; !rc && i < m->n_layers; i++)
+        if (i >= m->first_trainable && m->layers[i].w_len) {
+            opt.first = m->layers[i].w_off;
+            break;
+        }
+    if (!rc && cfg->train_idx && m->kind != LT_MODEL_AE)
+        rc = lt_errf(err, LT_ENOTSUP, "index subsets (cross-validation folds) are for autoencoders; this is a %s model",
+                     lt_model_kind_name(m));
     if (!rc) rc = lt_workspace_create(&ws, m, cfg->batch, 1, err);
     if (!rc) lt_dist_attach(cfg->dist, ws);
     if (!rc && !(order = lt_malloc(sizeof(int) * (size_t)ntrain, err))) rc = LT_ENOMEM;
 
-    const size_t isz = (size_t)ds->c * ds->h * ds->w;
     const double t0 = now_seconds();
     const long total_batches = (long)(cfg->epochs - rs.epoch) * nbatches - rs.batch;
     long batches_run = 0;
@@ -342,13 +450,13 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
         int images = 0;
         for (int b = rs.batch; b < nbatches; b++) {
             int bn = ntrain - b * cfg->batch < cfg->batch ? ntrain - b * cfg->batch : cfg->batch;
-            lt_images_to_float(ws->act[0], ds, order + (size_t)b * cfg->batch, 0, bn, cfg->threads);
-            memcpy(ws->target, ws->act[0], sizeof(float) * isz * bn);
             /* A denoising autoencoder sees a corrupted input and aims at the clean one;
              * the noise is keyed by epoch and position, so resume redraws it exactly. */
-            lt_noise_batch(&m->noise, ws->act[0], bn, isz, cfg->seed, (uint64_t)epoch, (uint64_t)b * cfg->batch,
-                           cfg->threads);
-            double loss = lt_net_train_step(m, ws, bn, cfg->seed, (uint64_t)rs.step, cfg->threads);
+            lt_batch_prepare(m, ws, ds, order + (size_t)b * cfg->batch, 0, bn, cfg->seed, (uint64_t)epoch,
+                             (uint64_t)b * cfg->batch, cfg->threads);
+            lt_batch_loss bl = lt_net_loss(m, ws, bn, cfg->seed, (uint64_t)rs.step, 1, cfg->threads);
+            double loss = bl.loss;
+            rs.correct += bl.correct;
             if (!isfinite(loss)) {
                 char kept[4200];
                 if (epoch > 0) snprintf(kept, sizeof kept, "The last good checkpoint (after epoch %d) is kept in %s", epoch, cfg->out_dir);
@@ -379,25 +487,33 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             }
         }
         if (rc) break;
-        double val = NAN;
-        if (nval > 0 && (rc = subset ? lt_model_eval_mse_idx(m, ds, cfg->val_idx, nval, cfg->threads, &val, err)
-                                     : lt_model_eval_mse(m, ds, pool, nval, cfg->threads, &val, err)))
-            break;
+        lt_eval_result ev = {NAN, NAN, NAN, NAN, NAN};
+        /* A fold's validation images are a list: scored by reconstruction error (autoencoders only, checked above). */
+        if (nval > 0 && subset) rc = lt_model_eval_mse_idx(m, ds, cfg->val_idx, nval, cfg->threads, &ev.loss, err);
+        else if (nval > 0) rc = lt_model_eval(m, ds, pool, nval, cfg->threads, &ev, NULL, err);
+        if (rc) break;
+        if (subset) ev.mse = ev.loss;
+        double val = ev.loss;
         double secs = now_seconds() - e0;
         res.train_loss = rs.loss_sum / ntrain;
         res.val_loss = val;
+        res.val_accuracy = ev.accuracy, res.val_rec = ev.rec, res.val_kl = ev.kl;
         res.images_per_sec = images / (secs > 0 ? secs : 1e-9);
-        if ((rc = append_metrics(&rs, epoch + 1, res.train_loss, val, secs, res.images_per_sec, err))) break;
+        double a = m->kind == LT_MODEL_CLF ? (double)rs.correct / ntrain : ev.rec;
+        double b = m->kind == LT_MODEL_CLF ? ev.accuracy : ev.kl;
+        if ((rc = append_metrics(&rs, m->kind, epoch + 1, res.train_loss, val, secs, res.images_per_sec, a, b, err))) break;
         rs.epoch = epoch + 1;
         rs.batch = 0;
         rs.loss_sum = 0.0;
+        rs.correct = 0;
         if ((rc = checkpoint(cfg, m, &opt, &rs, err))) break;
         res.epochs_done = rs.epoch;
         if (progress) {
             double all = now_seconds() - t0;
             lt_progress p = {.epoch = epoch + 1, .epochs = cfg->epochs, .batch = nbatches, .batches = nbatches,
                              .train_loss = res.train_loss, .val_loss = val, .images_per_sec = res.images_per_sec,
-                             .epoch_seconds = secs, .epoch_done = 1,
+                             .epoch_seconds = secs, .epoch_done = 1, .val_accuracy = ev.accuracy,
+                             .val_rec = ev.rec, .val_kl = ev.kl,
                              .eta_seconds = batches_run ? all / batches_run * (double)(total_batches - batches_run) : 0};
             progress(ctx, &p);
         }
