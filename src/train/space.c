@@ -115,6 +115,9 @@ int lt_space_parse(lt_hp hp, const char *text, lt_space *out, lt_err *err)
     strcpy(buf, colon + 1);
     if (klen == 6 && !strncmp(text, "choice", 6)) {
         out->kind = LT_SPACE_CHOICE;
+        /* strtok would pass over empty choices silently: refuse them first. */
+        if (!buf[0] || buf[strlen(buf) - 1] == ',' || buf[0] == ',' || strstr(buf, ",,"))
+            return lt_errf(err, LT_EINVAL, "%s: expected choice:a,b,c with no empty choice, found '%s'", flag, text);
         char *save = NULL;
         for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             if (out->n == LT_SPACE_MAX_CHOICES)
@@ -123,8 +126,6 @@ int lt_space_parse(lt_hp hp, const char *text, lt_space *out, lt_err *err)
             int rc = parse_value(hp, tok, text, &out->values[out->n++], err);
             if (rc) return rc;
         }
-        if (out->n == 0 || buf[strlen(buf) - 1] == ',' || buf[0] == ',' || strstr(buf, ",,"))
-            return lt_errf(err, LT_EINVAL, "%s: expected choice:a,b,c with no empty choice, found '%s'", flag, text);
         return 0;
     }
     int is_uni = klen == 7 && !strncmp(text, "uniform", 7), is_log = klen == 10 && !strncmp(text, "loguniform", 10);
