@@ -216,9 +216,10 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     const char *stored_subset = lt_st_meta(&f, "subset");
     subset_hash(cfg, a, sizeof a);
     if (strcmp(a, stored_subset ? stored_subset : "none")) {
+        rc = lt_errf(err, LT_EINVAL, "the training/validation images (%s) differ from those of the run in %s (%s); "
+                     "a resumed run keeps its settings", a, cfg->out_dir, stored_subset ? stored_subset : "none");
         lt_st_free(&f);
-        return lt_errf(err, LT_EINVAL, "the training/validation images (%s) differ from those of the run in %s (%s); "
-                       "a resumed run keeps its settings", a, cfg->out_dir, stored_subset ? stored_subset : "none");
+        return rc;
     }
     int c = 0, h = 0, w = 0;
     if (sscanf(get_meta(&f, "input", path, &rc, err), "%d,%d,%d", &c, &h, &w) != 3 && !rc)
