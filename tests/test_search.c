@@ -296,6 +296,16 @@ static void test_search_end_to_end(void **state)
     assert_non_null(strstr(json, "\"param_lr\""));
     assert_non_null(strstr(json, "\"val_loss_curves\""));
     free(json);
+    /* The figures: curves with fold bands, and one scatter per searched hyperparameter (not the fixed ones). */
+    const char *pngs[] = {"val_loss.png", "param-lr.png", "param-batch.png", "param-latent.png", "param-dropout.png"};
+    for (int i = 0; i < 5; i++) {
+        char *png = slurp(run, pngs[i]);
+        if (memcmp(png, "\x89PNG", 4)) fail_msg("%s is not a PNG", pngs[i]);
+        free(png);
+    }
+    char fixed[4300];
+    snprintf(fixed, sizeof fixed, "%s/param-epochs.png", run);
+    assert_int_not_equal(access(fixed, F_OK), 0);
     char *best = slurp(run, "best.json");
     assert_non_null(strstr(best, "\"test_mse\""));
     free(best);
@@ -499,6 +509,11 @@ static void test_cli(void **state)
     assert_non_null(strstr(out, "\"val_loss_mean\""));
     rc = sh(out, sizeof out, "%s compare --data %s --out %s/c --resume 2>&1", LATENT_CLI, dir, dir);
     if (rc) fail_msg("compare resume failed (%d): %s", rc, out);
+    char cdir[4200];
+    snprintf(cdir, sizeof cdir, "%s/c", dir);
+    char *png = slurp(cdir, "compare.png");
+    assert_memory_equal(png, "\x89PNG", 4);
+    free(png);
     tu_rmtree(dir);
     free(dir);
 }

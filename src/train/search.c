@@ -641,6 +641,7 @@ int lt_search(const lt_search_config *cfg, const lt_dataset *train, const lt_dat
         rc = coordinate(&R, err);
         lt_search_result res = {0};
         if (!rc) rc = lt_search_tables(S, &res, err);
+        if (!rc) rc = lt_search_plots(S, &res, err);
         if (!rc && cfg->refit && res.best >= 0) {
             res.test_mse = NAN;
             if (!lt_search_read_best(S, res.best, &res.test_mse, &res.refit_seconds)) {
