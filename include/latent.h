@@ -287,6 +287,8 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
 /* Write a whole file atomically (temporary file in the same directory, fsync,
  * rename): readers see the old file or the new one, never half of one. */
 int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
 
 /* ---- images ---- */
 /* Tile n one-channel images (floats in [0,1], each h x w, contiguous) into

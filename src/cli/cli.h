@@ -34,5 +34,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_curves(int argc, char **argv);
+int cmd_study(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const char *usage =
     "Usage: latent COMMAND [options]\n"
     "\n"
     "Commands:\n"
+    "  study        the whole study in one command, with a report (latent study --help)\n"
     "  train        train a model: ae, dae, clf, cnn, vae (latent train --help)\n"
     "  eval         a checkpoint's scores on the test set\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
     else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
     else if (!strcmp(cmd, "curves")) rc = cmd_curves(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "study")) rc = cmd_study(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;
