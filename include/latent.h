@@ -426,7 +426,7 @@ typedef void (*lt_search_progress_fn)(void *ctx, const lt_search_progress *p);
 /* Run the search: every trial's k folds (each an lt_train run in
  * out_dir/trials/NNN/fold-K, so it resumes after an interruption), the table
  * (results.csv, results.json in the style of sklearn's cv_results_), then the
- * refit of the best trial on every image (out_dir/refit) scored on test (which
+ * refit of the best trial on every image (out_dir/best) scored on test (which
  * may be NULL without refit). On every process of cfg->dist; process 0 hands
  * out the folds, collects the results and writes the files, and only its
  * result is filled. */
@@ -437,6 +437,8 @@ int lt_search(const lt_search_config *cfg, const lt_dataset *train, const lt_dat
 /* Write a whole file atomically (temporary file in the same directory, fsync,
  * rename): readers see the old file or the new one, never half of one. */
 int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
 
 /* ---- images ---- */
 /* Tile n one-channel images (floats in [0,1], each h x w, contiguous) into

@@ -297,7 +297,7 @@ static void test_search_end_to_end(void **state)
     assert_non_null(strstr(json, "\"val_loss_curves\""));
     free(json);
     /* The figures: curves with fold bands, and one scatter per searched hyperparameter (not the fixed ones). */
-    const char *pngs[] = {"val_loss.png", "param-lr.png", "param-batch.png", "param-latent.png", "param-dropout.png"};
+    const char *pngs[] = {"trials.png", "param-lr.png", "param-batch.png", "param-latent.png", "param-dropout.png"};
     for (int i = 0; i < 5; i++) {
         char *png = slurp(run, pngs[i]);
         if (memcmp(png, "\x89PNG", 4)) fail_msg("%s is not a PNG", pngs[i]);
@@ -311,7 +311,7 @@ static void test_search_end_to_end(void **state)
     free(best);
     lt_model *m = NULL;
     char model[4300];
-    snprintf(model, sizeof model, "%s/refit/model.safetensors", run);
+    snprintf(model, sizeof model, "%s/best/model.safetensors", run);
     assert_int_equal(lt_model_load(&m, model, &err), 0);
     assert_int_equal(lt_model_latent_dim(m), res.trials[res.best].hp.latent);
     lt_model_free(m);
@@ -351,7 +351,7 @@ static void test_threads_same_table(void **state)
     if (lt_search(&cfg, &ds, &ds, NULL, NULL, NULL, &err)) fail_msg("%s", err.msg);
     char *a = table_sans_seconds(reference_dir), *b = table_sans_seconds(run);
     assert_string_equal(a, b);
-    char *ma = slurp(reference_dir, "refit/model.safetensors"), *mb = slurp(run, "refit/model.safetensors");
+    char *ma = slurp(reference_dir, "best/model.safetensors"), *mb = slurp(run, "best/model.safetensors");
     assert_memory_equal(ma, mb, 4096);
     free(a), free(b), free(ma), free(mb);
     tu_rmtree(dir);

@@ -33,6 +33,8 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_curves(int argc, char **argv);
+int cmd_study(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 

@@ -13,12 +13,14 @@ static const char *usage =
     "Usage: latent COMMAND [options]\n"
     "\n"
     "Commands:\n"
+    "  study        the whole study in one command, with a report (latent study --help)\n"
     "  train        train a model: ae, dae, clf, cnn, vae (latent train --help)\n"
     "  eval         a checkpoint's scores on the test set\n"
     "  search       random search of hyperparameters with k-fold cross-validation\n"
     "  compare      optimizers side by side on the same folds and seeds\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
     "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
+    "  curves       loss curves of training runs (PNG or SVG)\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
@@ -62,6 +64,8 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
     else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "curves")) rc = cmd_curves(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "study")) rc = cmd_study(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;

@@ -36,7 +36,7 @@ int lt_search_read_unit(const search *S, int t, int f, unit_res *r);
 int lt_search_tables(const search *S, lt_search_result *res, lt_err *err);
 int lt_search_write_best(const search *S, const lt_search_result *res, lt_err *err);
 int lt_search_read_best(const search *S, int trial, double *test_mse, double *seconds);
-/* val_loss.png (compare.png) and param-NAME.png for every searched hyperparameter. */
+/* trials.png (compare.png) and param-NAME.png for every searched hyperparameter. */
 int lt_search_plots(const search *S, const lt_search_result *res, lt_err *err);
 /* Format every hyperparameter of h as a JSON object (new reference). */
 struct json_t *lt_search_params_json(const lt_hparams *h);

@@ -1,5 +1,5 @@
 /* The search's figures: validation loss per epoch for every trial with the
- * spread over its folds (val_loss.png; compare.png for latent compare), and
+ * spread over its folds (trials.png; compare.png for latent compare), and
  * each searched hyperparameter against the trials' scores (param-NAME.png). */
 #include <math.h>
 #include <stdio.h>
@@ -88,7 +88,7 @@ static int param_scatter(const search *S, const lt_search_result *res, lt_hp hp,
 
 int lt_search_plots(const search *S, const lt_search_result *res, lt_err *err)
 {
-    int rc = curves(S, res, S->kind_compare ? "compare.png" : "val_loss.png", err);
+    int rc = curves(S, res, S->kind_compare ? "compare.png" : "trials.png", err);
     for (int hp = 0; !rc && !S->kind_compare && hp < LT_HP_COUNT; hp++)
         if (S->cfg->space[hp].kind != LT_SPACE_FIXED) rc = param_scatter(S, res, (lt_hp)hp, err);
     return rc;
