@@ -229,6 +229,38 @@ static void test_train_subset(void **state)
     free(dir);
 }
 
+static volatile int first_epoch_stop;
+
+static void stop_at_batch_2(void *ctx, const lt_progress *p)
+{
+    (void)ctx;
+    if (p->epoch == 1 && p->batch == 2) first_epoch_stop = 1;
+}
+
+/* A stop in the very first epoch (Ctrl-C in a refit or a fold's first
+ * minute) saves a state without any finished epoch, and resume goes on. */
+static void test_stop_in_first_epoch(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/stopped", dir);
+    snprintf(b, sizeof b, "%s/straight", dir);
+    lt_train_config cfg;
+    lt_train_config_default(&cfg);
+    cfg.epochs = 2, cfg.batch = 16, cfg.val = 30, cfg.threads = 1, cfg.out_dir = a, cfg.stop = &first_epoch_stop;
+    lt_err err = {0};
+    assert_int_equal(lt_train(&cfg, &ds, stop_at_batch_2, NULL, NULL, &err), LT_EINTR);
+    first_epoch_stop = 0, cfg.resume = 1;
+    if (lt_train(&cfg, &ds, NULL, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    cfg.resume = 0, cfg.out_dir = b;
+    if (lt_train(&cfg, &ds, NULL, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    char *ma = slurp(a, "model.safetensors"), *mb = slurp(b, "model.safetensors");
+    assert_memory_equal(ma, mb, 4096);
+    free(ma), free(mb);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 static void tiny_search(lt_search_config *cfg, const char *dir)
 {
     lt_search_config_default(cfg);
@@ -535,6 +567,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_space_parse),    cmocka_unit_test(test_space_draw),
         cmocka_unit_test(test_kfold),          cmocka_unit_test(test_train_subset),
+        cmocka_unit_test(test_stop_in_first_epoch),
         cmocka_unit_test(test_search_end_to_end), cmocka_unit_test(test_threads_same_table),
         cmocka_unit_test(test_interrupt_resume), cmocka_unit_test(test_prune),
         cmocka_unit_test(test_cli),

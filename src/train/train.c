@@ -124,7 +124,7 @@ static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_op
                           "lr", v[7], "weight_decay", v[8], "momentum", v[9], "seed", v[10], "val", v[11],
                           "limit", v[12], "epochs", v[13], "noise", v[14], "likelihood", v[15],
                           "frozen", v[16], "correct", v[17], "model", lt_model_kind_name(m), "optimizer", lt_opt_name(o->kind),
-                          "metrics", rs->metrics, "subset", v[18]};
+                          "metrics", rs->metrics ? rs->metrics : "", "subset", v[18]};
     return lt_st_write(path, e, ne, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
 }
 
