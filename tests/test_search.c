@@ -329,8 +329,9 @@ static void test_search_end_to_end(void **state)
     assert_non_null(strstr(json, "\"val_loss_curves\""));
     free(json);
     /* The figures: curves with fold bands, and one scatter per searched hyperparameter (not the fixed ones). */
-    const char *pngs[] = {"trials.png", "param-lr.png", "param-batch.png", "param-latent.png", "param-dropout.png"};
-    for (int i = 0; i < 5; i++) {
+    const char *pngs[] = {"trials.png", "params.png", "param-lr.png", "param-batch.png", "param-latent.png",
+                          "param-dropout.png"};
+    for (int i = 0; i < 6; i++) {
         char *png = slurp(run, pngs[i]);
         if (memcmp(png, "\x89PNG", 4)) fail_msg("%s is not a PNG", pngs[i]);
         free(png);

@@ -86,9 +86,50 @@ static int param_scatter(const search *S, const lt_search_result *res, lt_hp hp,
     return rc;
 }
 
+/* Every searched hyperparameter in one figure: each value placed at its
+ * position in its range (log ranges on a log scale), coloured by which
+ * hyperparameter it is, against the trial's score. */
+static int params_overview(const search *S, const lt_search_result *res, lt_err *err)
+{
+    const int T = res->n_trials;
+    float *x = lt_malloc(sizeof(float) * 2 * (size_t)T * LT_HP_COUNT, err);
+    int *cls = lt_malloc(sizeof(int) * (size_t)T * LT_HP_COUNT, err), n = 0, k = 0, rc = 0;
+    if (!x || !cls) rc = LT_ENOMEM;
+    float *y = x ? x + (size_t)T * LT_HP_COUNT : NULL;
+    char xlabel[512] = "position in the range searched; class:";
+    for (int hp = 0; !rc && hp < LT_HP_COUNT; hp++) {
+        const lt_space *sp = &S->cfg->space[hp];
+        if (sp->kind == LT_SPACE_FIXED) continue;
+        double lo = sp->lo, hi = sp->hi;
+        const int logx = sp->kind == LT_SPACE_LOGUNIFORM || sp->kind == LT_SPACE_INT_LOG;
+        if (sp->kind == LT_SPACE_CHOICE) {
+            lo = hi = sp->values[0];
+            for (int i = 1; i < sp->n; i++) lo = fmin(lo, sp->values[i]), hi = fmax(hi, sp->values[i]);
+        }
+        for (int t = 0; t < T; t++) {
+            const lt_trial_result *r = &res->trials[t];
+            if (!isfinite(r->mean)) continue;
+            double v = lt_hparams_get(&r->hp, (lt_hp)hp);
+            double pos = hi > lo ? (logx ? (log(v) - log(lo)) / (log(hi) - log(lo)) : (v - lo) / (hi - lo)) : 0.5;
+            x[n] = (float)pos, y[n] = (float)r->mean, cls[n++] = k;
+        }
+        size_t used = strlen(xlabel);
+        snprintf(xlabel + used, sizeof xlabel - used, "%s %d = %s%s", k ? "," : "", k, lt_hp_name((lt_hp)hp), logx ? " (log)" : "");
+        k++;
+    }
+    char path[4200], title[160];
+    snprintf(path, sizeof path, "%s/params.png", S->cfg->out_dir);
+    snprintf(title, sizeof title, "each searched hyperparameter against the cross-validated loss");
+    if (!rc && n > 0)
+        rc = lt_plot_scatter(path, title, xlabel, "mean validation loss", x, y, cls, n, k, NULL, NULL, 0, err);
+    free(x), free(cls);
+    return rc;
+}
+
 int lt_search_plots(const search *S, const lt_search_result *res, lt_err *err)
 {
     int rc = curves(S, res, S->kind_compare ? "compare.png" : "trials.png", err);
+    if (!rc && !S->kind_compare) rc = params_overview(S, res, err);
     for (int hp = 0; !rc && !S->kind_compare && hp < LT_HP_COUNT; hp++)
         if (S->cfg->space[hp].kind != LT_SPACE_FIXED) rc = param_scatter(S, res, (lt_hp)hp, err);
     return rc;
