@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "train/search.h"
 
@@ -132,6 +133,8 @@ int lt_search_load_config(const char *dir, lt_search_config *cfg, lt_err *err)
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/search_state.json", dir);
     if (n < 0 || (size_t)n >= sizeof path) return lt_errf(err, LT_EINVAL, "output path too long: %s", dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return lt_errf(err, LT_EINVAL, "%s holds no search to resume (no search_state.json)", dir);
     json_t *j = load_json(path, err);
     if (!j) return err ? err->code : LT_EFORMAT;
     int rc = 0;
