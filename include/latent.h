@@ -418,6 +418,8 @@ typedef struct lt_search_progress {
     double score, unit_seconds;
     int epoch, epochs, batch, batches;
     double train_loss;
+    int epoch_done;              /* live progress after an epoch's validation (val_loss set) */
+    double val_loss;
     int units_done, units;       /* fold runs of the whole search, done and in all */
     double eta_seconds;          /* for the whole search, from this invocation's pace */
 } lt_search_progress;

@@ -83,7 +83,19 @@ static void progress(void *ctx, const lt_search_progress *p)
         fprintf(stderr, "%srefit of trial %d on every training image\n", s->tty ? "\r\033[K" : "", p->trial);
     }
     double t = mono();
-    if (!s->tty || (t - s->last < 0.1 && p->batch < p->batches)) return;
+    if (!s->tty) {
+        /* A log gets a line per epoch of the run in this process, so a long fold still shows life. */
+        if (p->epoch_done) {
+            char where[64], val[32] = "-";
+            if (p->fold >= 0) snprintf(where, sizeof where, "trial %d fold %d", p->trial, p->fold);
+            else snprintf(where, sizeof where, "refit of trial %d", p->trial);
+            if (isfinite(p->val_loss)) snprintf(val, sizeof val, "%.5f", p->val_loss);
+            fprintf(stderr, "%s: epoch %d/%d, train loss %.5f, val loss %s  [%d/%d folds, ETA %s]\n", where, p->epoch,
+                    p->epochs, p->train_loss, val, p->units_done, p->units, eta);
+        }
+        return;
+    }
+    if (t - s->last < 0.1 && p->batch < p->batches) return;
     s->last = t;
     char what[64];
     if (p->fold >= 0) snprintf(what, sizeof what, "trial %d fold %d", p->trial, p->fold);

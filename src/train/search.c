@@ -164,7 +164,7 @@ static void unit_progress(void *ctx, const lt_progress *p)
         lt_search_progress sp = {.trial = R->cur_t, .fold = R->cur_f, .rank = R->rank, .epoch = p->epoch,
                                  .epochs = p->epochs, .batch = p->batch, .batches = p->batches,
                                  .train_loss = p->train_loss, .units_done = R->units_done, .units = R->S.T * R->S.K,
-                                 .eta_seconds = search_eta(R)};
+                                 .epoch_done = p->epoch_done, .val_loss = p->val_loss, .eta_seconds = search_eta(R)};
         R->progress(R->ctx, &sp);
     }
 }
@@ -513,7 +513,8 @@ static void refit_progress(void *ctx, const lt_progress *p)
     if (R->progress && R->rank == 0) {
         lt_search_progress sp = {.trial = R->cur_t, .fold = -1, .epoch = p->epoch, .epochs = p->epochs,
                                  .batch = p->batch, .batches = p->batches, .train_loss = p->train_loss,
-                                 .units_done = R->units_done, .units = R->S.T * R->S.K, .eta_seconds = search_eta(R)};
+                                 .epoch_done = p->epoch_done, .val_loss = p->val_loss, .units_done = R->units_done,
+                                 .units = R->S.T * R->S.K, .eta_seconds = search_eta(R)};
         R->progress(R->ctx, &sp);
     }
 }
