@@ -61,7 +61,7 @@ static const char *preset =
     "  [\"eval\", \"{stage}/run/model.safetensors\", \"--json\", \"--confusion\", \"{stage}/cm.png\"]],"
     " \"figures\": [{\"file\": \"{stage}/cm.png\", \"caption\": \"confusion matrix\"}]},"
     "{\"id\": \"vae\", \"title\": \"VAE\", \"commands\": ["
-    "  [\"train\", \"--model\", \"vae\", \"--latent\", \"2\", \"--out\", \"{stage}/run\", \"--epochs\", \"1\", \"--batch\", \"32\","
+    "  [\"train\", \"--model\", \"vae\", \"--latent\", \"{=base.0.epochs}\", \"--out\", \"{stage}/run\", \"--epochs\", \"1\", \"--batch\", \"32\","
     "   \"--val\", \"40\", \"--json\"],"
     "  [\"eval\", \"{stage}/run/model.safetensors\", \"--json\"],"
     "  [\"sample\", \"{stage}/run/model.safetensors\", \"--out\", \"{stage}/s.png\", \"--count\", \"9\","
@@ -122,6 +122,12 @@ static void test_study(void **state)
     assert_int_equal(sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --force nope", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "nope"));
     assert_int_equal(sh(out, sizeof out, "%s study --preset nothing-like-this --out %s/st", LATENT_CLI, dir), 2);
+    /* The VAE's latent size came from the baseline's epoch count, through a reference. */
+    snprintf(path, sizeof path, "%s/st/vae/stage.json", dir);
+    char *sj = slurp(path);
+    assert_non_null(sj);
+    assert_non_null(strstr(sj, "\"--latent\",\n   \"2\""));
+    free(sj);
 
     /* The page in a real browser: every embedded image decodes, the summary is there. */
     rc = sh(out, sizeof out,
