@@ -168,6 +168,18 @@ static const char *const thread_cmds[] = {"train", "eval", "search", "compare", 
                                           "interpolate", NULL};
 static const char *const resume_cmds[] = {"train", "search", "compare", NULL};
 
+/* The running child, to pass a Ctrl-C on to. Children get their own process
+ * group, so a terminal's Ctrl-C reaches only us and each child sees the
+ * signal exactly once (a second one would make latent train quit unsaved). */
+static volatile pid_t child_pid;
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = 1;
+    if (child_pid > 0) kill(child_pid, sig);
+}
+
 /* Run latent with argv (argv[0] = "latent", argv[1] the command) and capture its stdout; its
  * stderr (progress) goes straight to ours. Returns the exit code. */
 static int run_child(char **argv, char **out_text)
@@ -179,6 +191,7 @@ static int run_child(char **argv, char **out_text)
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        setpgid(0, 0);
         dup2(fd[1], STDOUT_FILENO);
         close(fd[0]), close(fd[1]);
         signal(SIGINT, SIG_DFL);
@@ -186,6 +199,8 @@ static int run_child(char **argv, char **out_text)
         execv("/proc/self/exe", argv);
         _exit(127);
     }
+    child_pid = pid;
+    if (interrupted) kill(pid, SIGINT); /* the signal came while we were forking */
     close(fd[1]);
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -206,6 +221,7 @@ static int run_child(char **argv, char **out_text)
     if (buf) buf[n] = 0;
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    child_pid = 0;
     *out_text = buf;
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -330,7 +346,7 @@ static int run_stage(json_t *def, const char *out, const char *data, int threads
         free(text);
         for (int k = 0; k < argc; k++) free(argv[k]);
         free(argv);
-        if (code == EXIT_INTERRUPTED || code == 128 + SIGINT || code == 128 + SIGTERM) {
+        if (code == EXIT_INTERRUPTED || code == 128 + SIGINT || code == 128 + SIGTERM || interrupted) {
             fprintf(stderr, "latent study: interrupted in stage '%s'; run the same command again to continue\n", id);
             rc = EXIT_INTERRUPTED;
             break;
@@ -430,8 +446,11 @@ int cmd_study(int argc, char **argv)
     }
     /* The parent outlives a Ctrl-C: the running stage saves and exits 130,
      * and we report it. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     json_t *records = json_object();
     double t0 = wall();
     fprintf(stderr, "latent study: preset %s (%s), %zu stages, into %s\n", name, path, json_array_size(stages), out);
@@ -443,6 +462,11 @@ int cmd_study(int argc, char **argv)
             /* A forced stage starts from nothing, and so do those built on it. */
             struct stat sb;
             if (stat(stage_dir, &sb) == 0) nftw(stage_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
+        if (interrupted) {
+            fprintf(stderr, "latent study: interrupted before stage '%s'; run the same command again to continue\n", id);
+            rc = EXIT_INTERRUPTED;
+            break;
         }
         json_t *rec = finished_record(stage_dir, st, out);
         if (rec) {
