@@ -35,5 +35,8 @@ int cmd_reconstruct(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_curves(int argc, char **argv);
 int cmd_study(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_interpolate(int argc, char **argv);
 
 #endif
