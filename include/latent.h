@@ -487,6 +487,142 @@ int lt_plot_heatmap(const char *path, const char *title, const char *xlabel, con
                     const char *const *row_labels, const char *const *col_labels, const double *values, int rows,
                     int cols, int annotate, lt_err *err);
 
+/* ---- embeddings: PCA and t-SNE maps of codes or images ----
+ * Points are float rows [n, d]. Every result is bit-identical for the same
+ * input and seed whatever the thread count. */
+
+/* PCA through LAPACK. components holds k orthonormal rows of length d,
+ * largest variance first, each signed so its largest entry is positive. */
+typedef struct lt_pca {
+    int d, k;
+    float *mean;             /* [d] */
+    float *components;       /* [k, d] */
+    double *variance;        /* [k] variance along each component (divided by n - 1) */
+    double *variance_ratio;  /* [k] share of the total variance */
+    double total_variance;   /* trace of the covariance */
+} lt_pca;
+int lt_pca_fit(lt_pca *p, const float *x, int n, int d, int k, lt_err *err);
+/* y [n, k] = (x - mean) components^T. */
+int lt_pca_transform(const lt_pca *p, const float *x, int n, float *y, lt_err *err);
+/* The exact inverse map: x [n, d] = mean + y components (a point of the
+ * k-dimensional map goes back to the nearest point of the data space that
+ * projects onto it). */
+int lt_pca_inverse(const lt_pca *p, const float *y, int n, float *x, lt_err *err);
+void lt_pca_free(lt_pca *p);
+
+/* t-SNE (van der Maaten 2014) to 2-D: perplexity calibrated per point by
+ * binary search over its 3*perplexity nearest neighbours (exact: brute force
+ * through BLAS, or a vantage-point tree for low-dimensional inputs),
+ * symmetrised sparse affinities, Barnes-Hut repulsion, early exaggeration,
+ * momentum and per-coordinate gains, PCA initialisation. */
+typedef enum { LT_TSNE_INIT_PCA, LT_TSNE_INIT_RANDOM } lt_tsne_init;
+typedef enum { LT_KNN_AUTO, LT_KNN_BRUTE, LT_KNN_VPTREE } lt_knn_method;
+typedef struct lt_tsne_config {
+    double perplexity;         /* 30; needs n > 3 * perplexity */
+    int iters;                 /* 1000, early exaggeration included */
+    double theta;              /* Barnes-Hut accuracy, 0.5; 0 computes the repulsion exactly (O(n^2)) */
+    double exaggeration;       /* 12 */
+    int exaggeration_iters;    /* 250 */
+    double learning_rate;      /* 0: max(n / exaggeration / 4, 50), scikit-learn's "auto" */
+    double momentum, final_momentum; /* 0.5, then 0.8 after the exaggeration phase */
+    lt_tsne_init init;         /* PCA (scaled to standard deviation 1e-4) or random N(0, 1e-4^2) */
+    lt_knn_method knn;         /* AUTO: the tree for d <= 10, else brute force */
+    uint64_t seed;             /* random initialisation and the tree's vantage points */
+    int threads;               /* 0: OpenMP's default */
+    volatile const int *stop;  /* when *stop becomes non-zero, return LT_EINTR */
+} lt_tsne_config;
+void lt_tsne_config_default(lt_tsne_config *cfg);
+
+typedef struct lt_tsne_progress {
+    int iter, iters;           /* iterations done */
+    double kl;                 /* KL divergence of the map at this iteration (exaggeration removed) */
+    double seconds;            /* since the start, neighbours included */
+    double eta_seconds;
+} lt_tsne_progress;
+typedef void (*lt_tsne_progress_fn)(void *ctx, const lt_tsne_progress *p);
+
+typedef struct lt_tsne_result {
+    double kl;                 /* final KL divergence */
+    double seconds;            /* wall time in all */
+    double knn_seconds;        /* of which nearest neighbours and affinities */
+    double learning_rate;      /* the one used */
+    int neighbours;            /* nearest neighbours per point */
+    lt_knn_method knn;         /* the method used */
+} lt_tsne_result;
+
+/* y [n, 2] gets the map of x [n, d]. progress (may be NULL) is called every
+ * 50 iterations and at the end. */
+int lt_tsne(const lt_tsne_config *cfg, const float *x, int n, int d, float *y, lt_tsne_progress_fn progress,
+            void *ctx, lt_tsne_result *result, lt_err *err);
+
+/* How faithful a 2-D map y of x is: the leave-one-out accuracy of a k-NN
+ * majority vote of the labels in the map (ties: the label of the nearest
+ * neighbour among the tied ones), over all n points, and trustworthiness
+ * (Venna and Kaski 2001) with k neighbours against the input x. With
+ * n > max_points (> 0), trustworthiness is computed on a seeded sample of
+ * max_points points (both spaces restricted to the sample). */
+typedef struct lt_map_quality {
+    double knn_accuracy;
+    double trustworthiness;
+    int k;
+    int n_knn;                 /* points voted on: n */
+    int n_trust;               /* points trustworthiness was computed on: n, or max_points */
+} lt_map_quality;
+int lt_map_quality_score(const float *x, int n, int d, const float *y, const uint8_t *labels, int k,
+                         int max_points, uint64_t seed, int threads, lt_map_quality *q, lt_err *err);
+/* Trustworthiness T(k) of y [n, dy] for x [n, dx], all points, exactly. */
+int lt_trustworthiness(const float *x, int dx, const float *y, int dy, int n, int k, int threads, double *t,
+                       lt_err *err);
+
+/* Back from a 2-D map to the data: each query point q [nq, 2] becomes the
+ * average of the codes [n, d] of its k nearest points in coords [n, 2],
+ * weighted by 1 / (distance^2 + eps^2) (eps: 1e-3 of the map's extent, so a
+ * query on a point returns that point's code). out [nq, d]. */
+int lt_map_inverse_knn(const float *coords, const float *codes, int n, int d, const float *q, int nq, int k,
+                       float *out, lt_err *err);
+
+/* A map as `latent embed` leaves it and `latent generate` reads it: a
+ * safetensors file with tensors "coords" [n, 2] F32, "codes" [n, d] (F32
+ * latent codes, or U8 pixels for a map of images), "labels" [n] U8, "index"
+ * [n] I32 (the point's image in its split; "all" is train then test) and,
+ * for PCA, "pca_mean" [d] and "pca_components" [2, d]; metadata "format":
+ * "latent-map", "version": "1", "method", "input", "split", "params",
+ * "image_shape". */
+#define LT_MAP_FORMAT "latent-map"
+#define LT_MAP_VERSION "1"
+typedef struct lt_map {
+    char method[16];      /* "pca" or "tsne" */
+    char input[16];       /* "latent" or "pixels" */
+    char split[16];       /* "test", "train" or "all" */
+    char params[512];     /* the method's parameters, as text */
+    int n, d;
+    int h, w;             /* size of the images (metadata "image_shape" "HxW") */
+    float *coords;        /* [n, 2] */
+    float *codes;         /* [n, d]; pixels in [0, 1] for input "pixels" */
+    uint8_t *labels;      /* [n] */
+    int32_t *index;       /* [n] */
+    lt_pca pca;           /* method "pca": k = 2; else zeroed */
+} lt_map;
+int lt_map_save(const lt_map *m, const char *path, lt_err *err);
+/* Validates everything: format and version, shapes against each other, finite values. */
+int lt_map_load(lt_map *m, const char *path, lt_err *err);
+void lt_map_free(lt_map *m);
+
+/* TensorBoard projector files in dir: tensors.tsv (x [n, d]), metadata.tsv
+ * (columns label and index, with a header), sprite.png (the images [n, h*w]
+ * as bytes, in a square grid; left out when it would exceed TensorBoard's
+ * 8192 x 8192 limit, and *sprite is set to 0) and projector_config.pbtxt.
+ * Each file is written atomically. */
+int lt_projector_export(const char *dir, const char *tensor_name, const float *x, int n, int d,
+                        const uint8_t *labels, const int32_t *index, const uint8_t *images, int h, int w,
+                        int *sprite, lt_err *err);
+
+/* Write a whole file atomically (temporary file, fsync, rename): for the
+ * side files of figures and maps that the CLI composes as text. */
+int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
+
 #ifdef __cplusplus
 }
 #endif

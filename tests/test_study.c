@@ -61,7 +61,7 @@ static const char *preset =
     "  [\"eval\", \"{stage}/run/model.safetensors\", \"--json\", \"--confusion\", \"{stage}/cm.png\"]],"
     " \"figures\": [{\"file\": \"{stage}/cm.png\", \"caption\": \"confusion matrix\"}]},"
     "{\"id\": \"vae\", \"title\": \"VAE\", \"commands\": ["
-    "  [\"train\", \"--model\", \"vae\", \"--latent\", \"2\", \"--out\", \"{stage}/run\", \"--epochs\", \"1\", \"--batch\", \"32\","
+    "  [\"train\", \"--model\", \"vae\", \"--latent\", \"{=base.0.epochs}\", \"--out\", \"{stage}/run\", \"--epochs\", \"1\", \"--batch\", \"32\","
     "   \"--val\", \"40\", \"--json\"],"
     "  [\"eval\", \"{stage}/run/model.safetensors\", \"--json\"],"
     "  [\"sample\", \"{stage}/run/model.safetensors\", \"--out\", \"{stage}/s.png\", \"--count\", \"9\","
@@ -122,6 +122,12 @@ static void test_study(void **state)
     assert_int_equal(sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --force nope", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "nope"));
     assert_int_equal(sh(out, sizeof out, "%s study --preset nothing-like-this --out %s/st", LATENT_CLI, dir), 2);
+    /* The VAE's latent size came from the baseline's epoch count, through a reference. */
+    snprintf(path, sizeof path, "%s/st/vae/stage.json", dir);
+    char *sj = slurp(path);
+    assert_non_null(sj);
+    assert_non_null(strstr(sj, "\"--latent\",\n   \"2\""));
+    free(sj);
 
     /* The page in a real browser: every embedded image decodes, the summary is there. */
     rc = sh(out, sizeof out,
@@ -141,8 +147,41 @@ static void test_study(void **state)
     free(dir);
 }
 
+/* Ctrl-C (SIGINT to the study) stops the running training, which saves; the
+ * study exits 130, and running it again continues that training. */
+static void test_interrupt(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp(), out[65536], path[4200];
+    lt_dataset ds;
+    tu_make_dataset(&ds, 200, 28, 28, 4);
+    tu_write_idx_split(dir, "train", &ds);
+    tu_write_idx_split(dir, "t10k", &ds);
+    const char *p = "{\"stages\": [{\"id\": \"long\", \"title\": \"Long\", \"commands\": ["
+                    "[\"train\", \"--out\", \"{stage}/run\", \"--epochs\", \"300\", \"--batch\", \"100\", \"--val\", \"0\", \"--json\"]]}]}";
+    free(tu_write(dir, "long.json", p, strlen(p)));
+    int rc = sh(out, sizeof out,
+                "{ %s study --preset %s/long.json --out %s/st --data %s --threads 1 & pid=$!; sleep 2; kill -INT $pid; wait $pid; }",
+                LATENT_CLI, dir, dir, dir);
+    if (rc != 130) fail_msg("expected exit 130 after SIGINT, got %d: %s", rc, out);
+    assert_non_null(strstr(out, "run the same command again"));
+    snprintf(path, sizeof path, "%s/st/long/run/train_state.safetensors", dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    snprintf(path, sizeof path, "%s/st/long/stage.json", dir);
+    assert_int_not_equal(stat(path, &sb), 0);
+    rc = sh(out, sizeof out, "%s study --preset %s/long.json --out %s/st --data %s --threads 1", LATENT_CLI, dir, dir, dir);
+    if (rc) fail_msg("resumed study failed: %s", out);
+    assert_non_null(strstr(out, "--resume"));
+    assert_null(strstr(out, "epoch 1/300"));
+    assert_int_equal(stat(path, &sb), 0);
+    lt_dataset_free(&ds);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_study)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_study), cmocka_unit_test(test_interrupt)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

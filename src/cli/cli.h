@@ -35,6 +35,9 @@ int cmd_reconstruct(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_curves(int argc, char **argv);
 int cmd_study(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_interpolate(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 

@@ -106,20 +106,38 @@ static int validate_preset(json_t *p, const char *path)
     return 0;
 }
 
-/* "{out}" and "{stage}" in a preset's strings become the study's folders. */
-static char *expand(const char *s, const char *out, const char *stage)
+/* In a preset's strings "{out}" and "{stage}" become the study's folders,
+ * and "{=stage.i.key}" a value an earlier stage produced (e.g. the searched
+ * learning rate, "{=search.0.best.lr}"). *bad receives a reference that
+ * names nothing. */
+static char *expand_refs(const char *s, const char *out, const char *stage, json_t *records, const char **bad)
 {
     size_t cap = strlen(s) + 1;
-    for (const char *p = s; (p = strchr(p, '{')); p++) cap += strlen(out) + strlen(stage);
+    for (const char *p = s; (p = strchr(p, '{')); p++) cap += strlen(out) + strlen(stage) + 64;
     char *r = malloc(cap), *w = r;
     if (!r) return NULL;
     while (*s) {
+        const char *close = *s == '{' ? strchr(s, '}') : NULL;
         if (!strncmp(s, "{out}", 5)) w += sprintf(w, "%s", out), s += 5;
         else if (!strncmp(s, "{stage}", 7)) w += sprintf(w, "%s", stage), s += 7;
-        else *w++ = *s++;
+        else if (!strncmp(s, "{=", 2) && close && close - s < 200) {
+            char path[256];
+            snprintf(path, sizeof path, "%.*s", (int)(close - s - 2), s + 2);
+            json_t *v = records ? study_lookup(records, path) : NULL;
+            if (json_is_integer(v)) w += sprintf(w, "%lld", (long long)json_integer_value(v));
+            else if (json_is_real(v)) w += sprintf(w, "%.10g", json_real_value(v));
+            else if (json_is_string(v) && strlen(json_string_value(v)) < 64) w += sprintf(w, "%s", json_string_value(v));
+            else if (bad) *bad = s;
+            s = close + 1;
+        } else *w++ = *s++;
     }
     *w = 0;
     return r;
+}
+
+static char *expand(const char *s, const char *out, const char *stage)
+{
+    return expand_refs(s, out, stage, NULL, NULL);
 }
 
 static int has_flag(char **argv, int argc, const char *flag)
@@ -144,9 +162,23 @@ static int in_list(const char *cmd, const char *const *list)
 }
 
 /* The commands that read the data set, take --threads, and can resume. */
-static const char *const data_cmds[] = {"train", "eval", "reconstruct", "search", "compare", "embed", "interpolate", NULL};
-static const char *const thread_cmds[] = {"train", "eval", "search", "compare", "embed", "sample", "generate", NULL};
+static const char *const data_cmds[] = {"train", "eval", "reconstruct", "search", "compare", "embed", "generate",
+                                        "interpolate", NULL};
+static const char *const thread_cmds[] = {"train", "eval", "search", "compare", "embed", "sample", "generate",
+                                          "interpolate", NULL};
 static const char *const resume_cmds[] = {"train", "search", "compare", NULL};
+
+/* The running child, to pass a Ctrl-C on to. Children get their own process
+ * group, so a terminal's Ctrl-C reaches only us and each child sees the
+ * signal exactly once (a second one would make latent train quit unsaved). */
+static volatile pid_t child_pid;
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = 1;
+    if (child_pid > 0) kill(child_pid, sig);
+}
 
 /* Run latent with argv (argv[0] = "latent", argv[1] the command) and capture its stdout; its
  * stderr (progress) goes straight to ours. Returns the exit code. */
@@ -159,6 +191,7 @@ static int run_child(char **argv, char **out_text)
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        setpgid(0, 0);
         dup2(fd[1], STDOUT_FILENO);
         close(fd[0]), close(fd[1]);
         signal(SIGINT, SIG_DFL);
@@ -166,6 +199,8 @@ static int run_child(char **argv, char **out_text)
         execv("/proc/self/exe", argv);
         _exit(127);
     }
+    child_pid = pid;
+    if (interrupted) kill(pid, SIGINT); /* the signal came while we were forking */
     close(fd[1]);
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -186,6 +221,7 @@ static int run_child(char **argv, char **out_text)
     if (buf) buf[n] = 0;
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    child_pid = 0;
     *out_text = buf;
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -243,7 +279,7 @@ static json_t *finished_record(const char *stage_dir, json_t *def, const char *o
     return rec;
 }
 
-static int run_stage(json_t *def, const char *out, const char *data, int threads, json_t **record)
+static int run_stage(json_t *def, const char *out, const char *data, int threads, json_t *records, json_t **record)
 {
     const char *id = json_string_value(json_object_get(def, "id"));
     char stage_dir[4200];
@@ -263,7 +299,17 @@ static int run_stage(json_t *def, const char *out, const char *data, int threads
         char **argv = calloc((size_t)n + 8, sizeof(char *));
         int argc = 0;
         argv[argc++] = strdup("latent");
-        for (int k = 0; k < n; k++) argv[argc++] = expand(json_string_value(json_array_get(c, (size_t)k)), out, stage_dir);
+        const char *bad = NULL;
+        for (int k = 0; k < n; k++)
+            argv[argc++] = expand_refs(json_string_value(json_array_get(c, (size_t)k)), out, stage_dir, records, &bad);
+        if (bad) {
+            fprintf(stderr, "latent study: stage '%s': '%.*s' names no value of an earlier stage\n", id,
+                    (int)strcspn(bad, "}") + 1, bad);
+            for (int k = 0; k < argc; k++) free(argv[k]);
+            free(argv);
+            rc = EXIT_USAGE;
+            break;
+        }
         const char *cmd = argv[1];
         char tbuf[16];
         if (data && in_list(cmd, data_cmds) && !has_flag(argv, argc, "--data"))
@@ -280,7 +326,7 @@ static int run_stage(json_t *def, const char *out, const char *data, int threads
             snprintf(probe, sizeof probe, "%s/%s", o, !strcmp(cmd, "train") ? "train_state.safetensors" : ".");
             int resumable = stat(probe, &sb) == 0;
             if (resumable && strcmp(cmd, "train")) {
-                snprintf(probe, sizeof probe, "%s/search_state.json", o);
+                snprintf(probe, sizeof probe, "%s/search.json", o);
                 resumable = stat(probe, &sb) == 0;
             }
             if (resumable) argv[argc++] = strdup("--resume");
@@ -300,7 +346,7 @@ static int run_stage(json_t *def, const char *out, const char *data, int threads
         free(text);
         for (int k = 0; k < argc; k++) free(argv[k]);
         free(argv);
-        if (code == EXIT_INTERRUPTED || code == 128 + SIGINT || code == 128 + SIGTERM) {
+        if (code == EXIT_INTERRUPTED || code == 128 + SIGINT || code == 128 + SIGTERM || interrupted) {
             fprintf(stderr, "latent study: interrupted in stage '%s'; run the same command again to continue\n", id);
             rc = EXIT_INTERRUPTED;
             break;
@@ -400,8 +446,11 @@ int cmd_study(int argc, char **argv)
     }
     /* The parent outlives a Ctrl-C: the running stage saves and exits 130,
      * and we report it. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     json_t *records = json_object();
     double t0 = wall();
     fprintf(stderr, "latent study: preset %s (%s), %zu stages, into %s\n", name, path, json_array_size(stages), out);
@@ -414,10 +463,15 @@ int cmd_study(int argc, char **argv)
             struct stat sb;
             if (stat(stage_dir, &sb) == 0) nftw(stage_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         }
+        if (interrupted) {
+            fprintf(stderr, "latent study: interrupted before stage '%s'; run the same command again to continue\n", id);
+            rc = EXIT_INTERRUPTED;
+            break;
+        }
         json_t *rec = finished_record(stage_dir, st, out);
         if (rec) {
             fprintf(stderr, "[%s] done before (%.0fs); skipped\n", id, json_real_value(json_object_get(rec, "seconds")));
-        } else if ((rc = run_stage(st, out, data, threads, &rec))) {
+        } else if ((rc = run_stage(st, out, data, threads, records, &rec))) {
             break;
         }
         json_object_set_new(records, id, rec);

@@ -21,6 +21,9 @@ static const char *usage =
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
     "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
     "  curves       loss curves of training runs (PNG or SVG)\n"
+    "  embed        PCA or t-SNE map of the codes (or pixels), with scores and plots\n"
+    "  generate     digits decoded from points picked on a map\n"
+    "  interpolate  digits decoded along the line between two test images' codes\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
@@ -66,6 +69,9 @@ int main(int argc, char **argv)
     else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
     else if (!strcmp(cmd, "curves")) rc = cmd_curves(argc - 1, argv + 1);
     else if (!strcmp(cmd, "study")) rc = cmd_study(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "embed")) rc = cmd_embed(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "interpolate")) rc = cmd_interpolate(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;

@@ -84,7 +84,7 @@ static char *read_all(const char *path, size_t *n)
 }
 
 /* "stage.i.key.sub": output i of a stage, then object keys (or array indices). */
-static json_t *lookup(json_t *records, const char *path)
+json_t *study_lookup(json_t *records, const char *path)
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", path);
@@ -110,7 +110,7 @@ static void summary_value(json_t *records, json_t *entry, char *out, size_t size
     json_t *p;
     out[0] = 0;
     json_array_foreach(json_object_get(entry, "values"), i, p) {
-        json_t *v = lookup(records, json_string_value(p));
+        json_t *v = study_lookup(records, json_string_value(p));
         char one[64];
         if (json_is_number(v) && isfinite(json_number_value(v)))
             snprintf(one, sizeof one, fmt ? fmt : "%.4g", json_number_value(v) * scale);
@@ -264,7 +264,7 @@ int study_report(json_t *preset, json_t *records, const char *dir, const char *p
         size_t j;
         json_t *pth;
         json_array_foreach(json_object_get(e, "values"), j, pth) {
-            json_t *v = lookup(records, json_string_value(pth));
+            json_t *v = study_lookup(records, json_string_value(pth));
             json_array_append(vals, v ? v : json_null());
         }
         json_object_set_new(row, "values", vals);

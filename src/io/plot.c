@@ -711,7 +711,7 @@ static int draw_digit(cairo_t *cr, const float *img, int h, int w, double x, dou
     cairo_translate(cr, x, y);
     cairo_scale(cr, scale, scale);
     cairo_set_source_surface(cr, s, 0, 0);
-    cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
+    cairo_pattern_set_filter(cairo_get_source(cr), scale == floor(scale) ? CAIRO_FILTER_NEAREST : CAIRO_FILTER_GOOD);
     cairo_rectangle(cr, 0, 0, w, h);
     cairo_fill(cr);
     cairo_restore(cr);
@@ -732,8 +732,10 @@ int lt_plot_map_digits(const char *path, const char *title, const char *xlabel, 
     /* The digits in a near-square grid, numbered like the marks on the map. */
     int cols = (int)ceil(sqrt((double)n_marks)), rows = (n_marks + cols - 1) / cols;
     double panel = 720, cell = floor(panel / (cols > rows ? cols : rows));
+    /* Whole-pixel scales keep the digits crisp; below 3x a fractional one
+     * (smoothed) uses the room a large grid leaves. */
     double scale = floor((cell - 16) / (h > w ? h : w));
-    if (scale < 1) scale = (cell - 16) / (h > w ? h : w);
+    if (scale < 3) scale = (cell - 16) / (h > w ? h : w);
     if (scale > 4) scale = 4;
     cell = (h > w ? h : w) * scale + 16;
     double map_w = 860, W = map_w + cols * cell + 30, H = fmax(780, rows * cell + 110);
