@@ -428,7 +428,7 @@ typedef void (*lt_search_progress_fn)(void *ctx, const lt_search_progress *p);
 /* Run the search: every trial's k folds (each an lt_train run in
  * out_dir/trials/NNN/fold-K, so it resumes after an interruption), the table
  * (results.csv, results.json in the style of sklearn's cv_results_), then the
- * refit of the best trial on every image (out_dir/best) scored on test (which
+ * refit of the best trial on every image (out_dir/refit) scored on test (which
  * may be NULL without refit). On every process of cfg->dist; process 0 hands
  * out the folds, collects the results and writes the files, and only its
  * result is filled. */

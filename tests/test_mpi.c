@@ -128,7 +128,7 @@ static void test_search_two_processes(void **state)
     snprintf(one, sizeof one, "%s/s-one", dir);
     snprintf(two, sizeof two, "%s/s-two", dir);
     /* The refit ran data-parallel over both processes: the same model and test score. */
-    assert_same_bytes(one, two, "best/model.safetensors");
+    assert_same_bytes(one, two, "refit/model.safetensors");
     size_t n;
     char *a = slurp(one, "best.json", &n), *b = slurp(two, "best.json", &n);
     *strstr(a, "\"refit_seconds\"") = 0, *strstr(b, "\"refit_seconds\"") = 0;

@@ -344,7 +344,7 @@ static void test_search_end_to_end(void **state)
     free(best);
     lt_model *m = NULL;
     char model[4300];
-    snprintf(model, sizeof model, "%s/best/model.safetensors", run);
+    snprintf(model, sizeof model, "%s/refit/model.safetensors", run);
     assert_int_equal(lt_model_load(&m, model, &err), 0);
     assert_int_equal(lt_model_latent_dim(m), res.trials[res.best].hp.latent);
     lt_model_free(m);
@@ -384,7 +384,7 @@ static void test_threads_same_table(void **state)
     if (lt_search(&cfg, &ds, &ds, NULL, NULL, NULL, &err)) fail_msg("%s", err.msg);
     char *a = table_sans_seconds(reference_dir), *b = table_sans_seconds(run);
     assert_string_equal(a, b);
-    char *ma = slurp(reference_dir, "best/model.safetensors"), *mb = slurp(run, "best/model.safetensors");
+    char *ma = slurp(reference_dir, "refit/model.safetensors"), *mb = slurp(run, "refit/model.safetensors");
     assert_memory_equal(ma, mb, 4096);
     free(a), free(b), free(ma), free(mb);
     tu_rmtree(dir);

@@ -20,7 +20,7 @@ static const char *search_usage =
     "test split. Each hyperparameter flag takes a value or a distribution:\n"
     "  loguniform:A:B  uniform:A:B  int:A:B  int:A:B:log  choice:a,b,c\n"
     "DIR receives results.csv and results.json (one row per trial, as sklearn's\n"
-    "cv_results_), best.json, best/model.safetensors, and every fold's run under\n"
+    "cv_results_), best.json, refit/model.safetensors, and every fold's run under\n"
     "trials/. Ctrl-C saves every run; --resume continues where it stopped.\n"
     "Under mpirun -np N the folds are spread over N processes (same results).";
 
@@ -192,7 +192,7 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
     print_table(out, &res);
     fprintf(out, "\ntable: %s/results.csv, %s/results.json (%.1fs)\n", cfg->out_dir, cfg->out_dir, res.seconds);
     if (res.best >= 0 && cfg->refit)
-        fprintf(out, "best: trial %d, cv loss %.5f +- %.5f; refit on %d images: test MSE %.5f, model %s/best/model.safetensors\n",
+        fprintf(out, "best: trial %d, cv loss %.5f +- %.5f; refit on %d images: test MSE %.5f, model %s/refit/model.safetensors\n",
                 res.best, res.trials[res.best].mean, res.trials[res.best].std, n, res.test_mse, cfg->out_dir);
     if (json && cfg->n_fixed == 0) {
         const lt_trial_result *b = res.best >= 0 ? &res.trials[res.best] : NULL;
@@ -210,7 +210,7 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
         }
         printf("], \"test_mse\": ");
         json_num(res.test_mse);
-        printf(", \"seconds\": %.3f, \"results\": \"%s/results.csv\", \"model\": \"%s/best/model.safetensors\"}\n",
+        printf(", \"seconds\": %.3f, \"results\": \"%s/results.csv\", \"model\": \"%s/refit/model.safetensors\"}\n",
                res.seconds, cfg->out_dir, cfg->out_dir);
     } else if (json) {
         printf("{\"optimizers\": [");

@@ -616,9 +616,9 @@ int lt_search(const lt_search_config *cfg, const lt_dataset *train, const lt_dat
     if (!rc && R.rank == 0) {
         char path[4200];
         struct stat sb;
-        snprintf(path, sizeof path, "%s/search_state.json", cfg->out_dir);
+        snprintf(path, sizeof path, "%s/search.json", cfg->out_dir);
         int have = stat(path, &sb) == 0;
-        if (cfg->resume && !have) rc = lt_errf(err, LT_EINVAL, "--resume: %s holds no search (no search_state.json)", cfg->out_dir);
+        if (cfg->resume && !have) rc = lt_errf(err, LT_EINVAL, "--resume: %s holds no search (no search.json)", cfg->out_dir);
         else if (!cfg->resume && have)
             rc = lt_errf(err, LT_EINVAL, "--out %s already holds a search: pass --resume to continue it, or choose "
                          "another directory", cfg->out_dir);

@@ -1,4 +1,4 @@
-/* The files of a search: search_state.json (its settings, checked on resume),
+/* The files of a search: search.json (its settings, checked on resume),
  * trials/NNN/fold-K/fold.json (what each fold came to), results.csv and
  * results.json (the table, after sklearn's cv_results_) and best.json (the
  * refit). JSON numbers are written with 17 significant digits, so values
@@ -111,7 +111,7 @@ static json_t *settings_json(const search *S)
 int lt_search_write_settings(const search *S, lt_err *err)
 {
     char path[4096];
-    int rc = path_of(S, "search_state.json", path, sizeof path, err);
+    int rc = path_of(S, "search.json", path, sizeof path, err);
     return rc ? rc : write_json(path, settings_json(S), err);
 }
 
@@ -131,10 +131,10 @@ static json_t *load_json(const char *path, lt_err *err)
 int lt_search_load_config(const char *dir, lt_search_config *cfg, lt_err *err)
 {
     char path[4096];
-    int n = snprintf(path, sizeof path, "%s/search_state.json", dir);
+    int n = snprintf(path, sizeof path, "%s/search.json", dir);
     if (n < 0 || (size_t)n >= sizeof path) return lt_errf(err, LT_EINVAL, "output path too long: %s", dir);
     struct stat sb;
-    if (stat(path, &sb) != 0) return lt_errf(err, LT_EINVAL, "%s holds no search to resume (no search_state.json)", dir);
+    if (stat(path, &sb) != 0) return lt_errf(err, LT_EINVAL, "%s holds no search to resume (no search.json)", dir);
     json_t *j = load_json(path, err);
     if (!j) return err ? err->code : LT_EFORMAT;
     int rc = 0;
@@ -177,7 +177,7 @@ int lt_search_load_config(const char *dir, lt_search_config *cfg, lt_err *err)
 int lt_search_check_settings(const search *S, lt_err *err)
 {
     char path[4096];
-    int rc = path_of(S, "search_state.json", path, sizeof path, err);
+    int rc = path_of(S, "search.json", path, sizeof path, err);
     if (rc) return rc;
     json_t *now = settings_json(S), *was = load_json(path, err);
     if (!was) {
@@ -225,7 +225,7 @@ int lt_search_check_settings(const search *S, lt_err *err)
 int lt_search_unit_dir(const search *S, int t, int f, char *buf, size_t size, lt_err *err)
 {
     int n = f >= 0 ? snprintf(buf, size, "%s/trials/%03d/fold-%d", S->cfg->out_dir, t, f)
-                   : snprintf(buf, size, "%s/best", S->cfg->out_dir);
+                   : snprintf(buf, size, "%s/refit", S->cfg->out_dir);
     if (n < 0 || (size_t)n >= size) return lt_errf(err, LT_EINVAL, "output path too long under %s", S->cfg->out_dir);
     return 0;
 }
@@ -402,7 +402,7 @@ int lt_search_write_best(const search *S, const lt_search_result *res, lt_err *e
     json_t *j = json_pack("{s:i, s:o, s:o, s:o, s:o, s:o, s:s, s:f}", "trial", res->best, "best",
                           lt_search_params_json(&b->hp), "best_cv_mean", num_or_null(b->mean), "best_cv_std",
                           num_or_null(b->std), "folds", folds, "test_mse", num_or_null(res->test_mse), "model",
-                          "best/model.safetensors", "refit_seconds", res->refit_seconds);
+                          "refit/model.safetensors", "refit_seconds", res->refit_seconds);
     int rc = path_of(S, "best.json", path, sizeof path, err);
     return rc ? rc : write_json(path, j, err);
 }
