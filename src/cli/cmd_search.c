@@ -157,13 +157,14 @@ static void json_params(const lt_hparams *h)
 static int run_search(const char *cmd, lt_search_config *cfg, const char *data, int json)
 {
     lt_dataset train = {0}, test = {0};
-    if (cli_load_split(data, "train", &train)) return 1;
-    if (cfg->refit && cli_load_split(data, "test", &test)) {
+    cfg->stop = &stop_requested;
+    cfg->dist = cli_dist();
+    if (cli_load_split(data, "train", &train) || (cfg->refit && cli_load_split(data, "test", &test))) {
+        /* Under mpirun the others wait for this process to start: lt_search tells them it failed. */
+        if (lt_dist_size(cfg->dist) > 1) lt_search(cfg, NULL, NULL, NULL, NULL, NULL, NULL);
         lt_dataset_free(&train);
         return 1;
     }
-    cfg->stop = &stop_requested;
-    cfg->dist = cli_dist();
     const int rank = lt_dist_rank(cfg->dist), procs = lt_dist_size(cfg->dist);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

@@ -579,7 +579,8 @@ int lt_search(const lt_search_config *cfg, const lt_dataset *train, const lt_dat
 {
     if (result) memset(result, 0, sizeof *result);
     int rc = check_config(cfg, train, test, err);
-    if (rc) return rc;
+    /* The other processes are about to agree on how the start went: answer them, or they wait forever. */
+    if (rc) return lt_dist_agree(cfg->dist, rc, err);
     run R = {0};
     search *S = &R.S;
     S->cfg = cfg;
