@@ -38,6 +38,7 @@ static void init_params(lt_model *m, uint64_t seed)
 /* The kind of model follows from the spec (see lt_model_kind in latent.h). */
 static int classify(lt_model *m, lt_err *err)
 {
+    m->lik = (lt_likelihood){0, 1.0f}; /* meaningful for a VAE only, but always a valid setting */
     const lt_layer *last = &m->layers[m->n_layers - 1];
     int decoder = -1;
     for (int p = 0; p < m->n_parts; p++)

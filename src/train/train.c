@@ -155,12 +155,15 @@ int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, 
     cfg->epochs = atoi(get_meta(&f, "epochs", path, &rc, err));
     const char *noise = get_meta(&f, "noise", path, &rc, err);
     if (!rc && lt_noise_parse(noise, &cfg->noise, err)) rc = lt_errf(err, LT_EFORMAT, "%s: bad noise '%s'", path, noise);
-    const char *lik = get_meta(&f, "likelihood", path, &rc, err);
-    if (!rc && lt_likelihood_parse(lik, &cfg->likelihood, err))
-        rc = lt_errf(err, LT_EFORMAT, "%s: bad likelihood '%s'", path, lik);
     cfg->freeze = atoi(get_meta(&f, "frozen", path, &rc, err)) > 0;
     const char *kind = get_meta(&f, "model", path, &rc, err);
     cfg->model = !strcmp(kind, "clf") ? LT_MODEL_CLF : !strcmp(kind, "vae") ? LT_MODEL_VAE : LT_MODEL_AE;
+    /* Only a VAE's likelihood means anything (early classifier runs stored
+     * "gaussian:0" there). */
+    const char *lik = get_meta(&f, "likelihood", path, &rc, err);
+    if (cfg->model != LT_MODEL_VAE) cfg->likelihood = (lt_likelihood){0, 1.0f};
+    else if (!rc && lt_likelihood_parse(lik, &cfg->likelihood, err))
+        rc = lt_errf(err, LT_EFORMAT, "%s: bad likelihood '%s'", path, lik);
     if (!rc && opt < 0) rc = lt_errf(err, LT_EFORMAT, "%s: unknown optimizer in training state", path);
     if (!rc && strlen(spec) >= spec_size) rc = lt_errf(err, LT_EINVAL, "%s: spec too long", path);
     if (!rc) {
