@@ -76,11 +76,12 @@ static void run_layer(const job *j)
     const lt_model *m = j->m;
     const lt_layer *l = &m->layers[j->i];
     lt_workspace *ws = j->ws;
-    lt_chunk *c = &ws->chunks[0];
+    lt_chunk *c = &ws->slots[0];
+    float *grads = ws->chunks[0].grads;
     float *scratch = c->cols + ws->scratch_off[j->i];
     const float *in = ws->act[j->i], *w = m->params + l->w_off, *b = m->params + l->b_off;
     float *out = ws->act[j->i + 1];
-    float *dw = c->grads + l->w_off, *db = c->grads + l->b_off;
+    float *dw = grads + l->w_off, *db = grads + l->b_off;
     size_t len = (size_t)j->n * l->out_size;
     if (!j->backward) {
         switch (l->kind) {
@@ -169,7 +170,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)batch * 784; i++) ws->act[0][i] = ws->target[i] = (float)((i * 7919) % 256) / 255.0f;
     lt_net_forward(m, ws, batch, 0, m->n_layers, 0, 0, 0, 1);
     /* Any non-zero upstream gradient will do for timing. */
-    for (size_t i = 0; i < (size_t)LT_CHUNK * 784; i++) ws->chunks[0].d[0][i] = 1e-3f;
+    for (size_t i = 0; i < (size_t)LT_CHUNK * 784; i++) ws->slots[0].d[0][i] = 1e-3f;
     const int n = batch < LT_CHUNK ? batch : LT_CHUNK;
     double macs = 0;
     for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);

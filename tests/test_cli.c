@@ -259,6 +259,15 @@ static void test_other_models(void **state)
             dir, dir, dir, common);
     if (rc) fail_msg("clf: %s", out);
     assert_non_null(strstr(out, "\"val_accuracy\""));
+    /* A classifier resumes like any run (and keeps its settings). */
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf --resume --epochs 3", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("clf resume: %s", out);
+    assert_non_null(strstr(out, "epoch 3/3"));
+    assert_non_null(strstr(out, "val acc"));
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --resume --epochs 3", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("frozen clf resume: %s", out);
+    snprintf(b, sizeof b, "%s/clf_frozen/model.safetensors", dir);
+    assert_true(same_tensor(a, b, "encoder.0.weight"));
     snprintf(b, sizeof b, "%s/clf/model.safetensors", dir);
     assert_false(same_tensor(a, b, "encoder.0.weight"));
     rc = sh(out, sizeof out, "%s eval %s --data %s --json --confusion %s/cm.csv", LATENT_CLI, b, dir, dir);

@@ -559,8 +559,9 @@ int cmd_generate(int argc, char **argv)
         "eps^2), eps = 1e-3 of the map's extent. --map latent (2-D latent only) decodes points of\n"
         "the latent space itself: the grid spans the 1st to 99th percentile of the test codes.\n"
         "FILE.png shows the map with the points numbered beside their digits; FILE.json next to\n"
-        "it says how each point was decoded (neighbours, weights, codes).";
-    const char *ckpt = NULL, *mapdir = NULL, *grid = NULL, *points = NULL, *out = NULL, *data = NULL;
+        "it says how each point was decoded (neighbours, weights, codes). --score CLASSIFIER rates\n"
+        "the decoded digits (latent sample --help says how).";
+    const char *ckpt = NULL, *mapdir = NULL, *grid = NULL, *points = NULL, *out = NULL, *data = NULL, *scorer = NULL;
     int json = 0, threads = 0, np = 0;
     cli_opt opts[] = {
         {"--map", OPT_STRING, &mapdir, "directory written by latent embed, or 'latent' (required)", 0, 0, 0},
@@ -570,6 +571,7 @@ int cmd_generate(int argc, char **argv)
         {"--data", OPT_STRING, &data, "directory with IDX files (--map latent; default: the MNIST cache)", 0, 0, 0},
         {"--threads", OPT_INT, &threads, "threads (default: all cores)", 1, 1024, 0},
         {"--json", OPT_FLAG, &json, "print a JSON summary on stdout", 0, 0, 0},
+        {"--score", OPT_STRING, &scorer, "classifier checkpoint that scores the decoded digits", 0, 0, 0},
     };
     const int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = cli_parse("generate", usage, argc, argv, opts, nopts, &ckpt, 1, &np);
@@ -785,14 +787,33 @@ int cmd_generate(int argc, char **argv)
         sb_printf(&b, "]}\n");
         rc = sb_write("generate", &b, side);
     }
-    if (!rc) {
-        if (json) {
-            printf("{\"figure\": \"%s\", \"side_file\": \"%s\", \"points\": %d, \"method\": \"%s\"}\n", out, side, npts,
-                   latent_map ? "latent" : map.method);
-        } else {
-            fprintf(stderr, "wrote %s (%d digits) and %s\n", out, npts, side);
+    /* The generative score: how recognisable the decoded digits are to a classifier. */
+    double confident = NAN, spread = NAN;
+    int counts[256] = {0};
+    lt_model *clf = NULL;
+    if (!rc && scorer) {
+        if (lt_model_load(&clf, scorer, &err) || lt_generative_score(clf, img, npts, threads, &confident, &spread, counts, &err)) {
+            fprintf(stderr, "latent generate: --score %s: %s\n", scorer, err.msg);
+            rc = 1;
         }
     }
+    if (!rc) {
+        if (json) {
+            printf("{\"figure\": \"%s\", \"side_file\": \"%s\", \"points\": %d, \"method\": \"%s\"", out, side, npts,
+                   latent_map ? "latent" : map.method);
+            if (clf) {
+                printf(", \"confident\": %.6g, \"spread\": %.6g, \"class_counts\": [", confident, spread);
+                for (int c = 0; c < lt_model_classes(clf); c++) printf("%s%d", c ? ", " : "", counts[c]);
+                printf("]");
+            }
+            printf("}\n");
+        } else {
+            fprintf(stderr, "wrote %s (%d digits) and %s\n", out, npts, side);
+            if (clf) printf("generative score by %s: %.1f%% of %d digits classified with confidence > 0.9; class spread %.3f\n",
+                            scorer, 100 * confident, npts, spread);
+        }
+    }
+    lt_model_free(clf);
     free(pts), free(z), free(img), free(px), free(py), free(mx), free(my), free(cls);
     lt_map_free(&map);
     lt_model_free(m);
