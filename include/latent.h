@@ -474,6 +474,11 @@ int lt_plot_lines(const char *path, const char *title, const char *xlabel, const
 int lt_plot_scatter(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
                     const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
                     int n_marks, lt_err *err);
+/* The scatter with a legend of names (names[k] for class k; NULL entries
+ * fall back to the number) under the heading given (NULL: "class"). */
+int lt_plot_scatter_named(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                          const float *x, const float *y, const int *cls, int n, int n_classes,
+                          const char *const *names, const char *heading, lt_err *err);
 /* The same scatter with its n_marks (>= 1) numbered marks, beside a grid of
  * the n_marks images (floats in [0,1], h x w each) numbered alike; note
  * (may be NULL) is a line of text under the figure. */

@@ -656,20 +656,45 @@ static void class_labels(int n_classes, char (*buf)[12], const char **labels)
 
 /* Map panel: axes, points, marks and the class legend to the right of the
  * area (left, top, right, bottom). */
-static void draw_map_panel(cairo_t *cr, double left, double top, double right, double bottom, const char *xlabel,
-                           const char *ylabel, const float *x, const float *y, const int *cls, int n, int n_classes,
-                           const float *mark_x, const float *mark_y, int n_marks)
+static void draw_panel(cairo_t *cr, double left, double top, double right, double bottom, const char *xlabel,
+                       const char *ylabel, const float *x, const float *y, const int *cls, int n, int n_classes,
+                       const float *mark_x, const float *mark_y, int n_marks, const char *const *names,
+                       const char *heading)
 {
     char buf[MAX_LEGEND][12];
     const char *labels[MAX_LEGEND];
     int nl = cls ? (n_classes < MAX_LEGEND ? n_classes : MAX_LEGEND) : 0;
     class_labels(nl, buf, labels);
+    for (int k = 0; names && k < nl; k++)
+        if (names[k]) labels[k] = names[k];
     double lw = nl ? fmax(legend_width(cr, labels, nl), 60) + 16 : 0;
     frame f = {left + 70, top, right - lw - 10, bottom - 50, {0, 1, 0}, {0, 1, 0}};
     scatter_ranges(x, y, n, mark_x, mark_y, n_marks, &f.ax, &f.ay);
     draw_axes(cr, &f, xlabel, ylabel);
     draw_points(cr, &f, x, y, cls, n, n_classes, mark_x, mark_y, n_marks);
-    if (nl) draw_legend(cr, f.x1 + 12, f.y0, "class", labels, nl, 1);
+    if (nl) draw_legend(cr, f.x1 + 12, f.y0, heading ? heading : "class", labels, nl, 1);
+}
+
+static void draw_map_panel(cairo_t *cr, double left, double top, double right, double bottom, const char *xlabel,
+                           const char *ylabel, const float *x, const float *y, const int *cls, int n, int n_classes,
+                           const float *mark_x, const float *mark_y, int n_marks)
+{
+    draw_panel(cr, left, top, right, bottom, xlabel, ylabel, x, y, cls, n, n_classes, mark_x, mark_y, n_marks, NULL, NULL);
+}
+
+int lt_plot_scatter_named(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                          const float *y, const int *cls, int n, int n_classes, const char *const *names,
+                          const char *heading, lt_err *err)
+{
+    img_format fmt;
+    int rc = format_of(path, &fmt, err);
+    if (!rc) rc = check_scatter(path, x, y, cls, n, n_classes, NULL, NULL, 0, err);
+    if (rc) return rc;
+    canvas c;
+    if ((rc = canvas_open(&c, path, 900, 780, err))) return rc;
+    draw_title(c.cr, c.w / 2, 10, c.w - 20, title);
+    draw_panel(c.cr, 10, 44, c.w - 10, c.h - 10, xlabel, ylabel, x, y, cls, n, n_classes, NULL, NULL, 0, names, heading);
+    return canvas_close(&c, path, title, err);
 }
 
 int lt_plot_scatter(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,

@@ -96,7 +96,9 @@ static int params_overview(const search *S, const lt_search_result *res, lt_err 
     int *cls = lt_malloc(sizeof(int) * (size_t)T * LT_HP_COUNT, err), n = 0, k = 0, rc = 0;
     if (!x || !cls) rc = LT_ENOMEM;
     float *y = x ? x + (size_t)T * LT_HP_COUNT : NULL;
-    char xlabel[512] = "position in the range searched; class:";
+    char xlabel[] = "position of the value in the range searched (0: low end, 1: high end)";
+    char names[LT_HP_COUNT][40];
+    const char *name_ptr[LT_HP_COUNT];
     for (int hp = 0; !rc && hp < LT_HP_COUNT; hp++) {
         const lt_space *sp = &S->cfg->space[hp];
         if (sp->kind == LT_SPACE_FIXED) continue;
@@ -113,15 +115,15 @@ static int params_overview(const search *S, const lt_search_result *res, lt_err 
             double pos = hi > lo ? (logx ? (log(v) - log(lo)) / (log(hi) - log(lo)) : (v - lo) / (hi - lo)) : 0.5;
             x[n] = (float)pos, y[n] = (float)r->mean, cls[n++] = k;
         }
-        size_t used = strlen(xlabel);
-        snprintf(xlabel + used, sizeof xlabel - used, "%s %d = %s%s", k ? "," : "", k, lt_hp_name((lt_hp)hp), logx ? " (log)" : "");
+        snprintf(names[k], sizeof names[k], "%s%s", lt_hp_name((lt_hp)hp), logx ? " (log)" : "");
+        name_ptr[k] = names[k];
         k++;
     }
     char path[4200], title[160];
     snprintf(path, sizeof path, "%s/params.png", S->cfg->out_dir);
     snprintf(title, sizeof title, "each searched hyperparameter against the cross-validated loss");
     if (!rc && n > 0)
-        rc = lt_plot_scatter(path, title, xlabel, "mean validation loss", x, y, cls, n, k, NULL, NULL, 0, err);
+        rc = lt_plot_scatter_named(path, title, xlabel, "mean validation loss", x, y, cls, n, k, name_ptr, "hyperparameter", err);
     free(x), free(cls);
     return rc;
 }
