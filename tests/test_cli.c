@@ -19,42 +19,25 @@
 #include "io/safetensors.h"
 #include "testutil.h"
 
-/* Run a shell command; returns its exit code and its stdout+stderr in out. */
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_help_and_bad_flags(void **state)
 {
     (void)state;
     char out[8192];
-    assert_int_equal(sh(out, sizeof out, "%s --help", LATENT_CLI), 0);
+    assert_int_equal(tu_sh(out, sizeof out, "%s --help", LATENT_CLI), 0);
     assert_non_null(strstr(out, "train"));
-    assert_int_equal(sh(out, sizeof out, "%s train --help", LATENT_CLI), 0);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --help", LATENT_CLI), 0);
     assert_non_null(strstr(out, "--weight-decay"));
-    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --lr abc", LATENT_CLI), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --out /tmp/x --lr abc", LATENT_CLI), 2);
     assert_non_null(strstr(out, "--lr"));
     assert_non_null(strstr(out, "abc"));
-    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --batch 0", LATENT_CLI), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --out /tmp/x --batch 0", LATENT_CLI), 2);
     assert_non_null(strstr(out, "--batch"));
-    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --optimizer adamax", LATENT_CLI), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --out /tmp/x --optimizer adamax", LATENT_CLI), 2);
     assert_non_null(strstr(out, "adamax"));
-    assert_int_equal(sh(out, sizeof out, "%s train --out /tmp/x --frobnicate", LATENT_CLI), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --out /tmp/x --frobnicate", LATENT_CLI), 2);
     assert_non_null(strstr(out, "--frobnicate"));
-    assert_int_equal(sh(out, sizeof out, "%s frobnicate", LATENT_CLI), 2);
-    assert_int_equal(sh(out, sizeof out, "%s eval /nonexistent.safetensors", LATENT_CLI), 1);
+    assert_int_equal(tu_sh(out, sizeof out, "%s frobnicate", LATENT_CLI), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s eval /nonexistent.safetensors", LATENT_CLI), 1);
     assert_non_null(strstr(out, "/nonexistent.safetensors"));
 }
 
@@ -66,14 +49,14 @@ static void test_train_eval_reconstruct(void **state)
     tu_make_dataset(&ds, 200, 28, 28, 3);
     tu_write_idx_split(dir, "train", &ds);
     tu_write_idx_split(dir, "t10k", &ds);
-    int rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40 --json", LATENT_CLI, dir, dir);
+    int rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40 --json", LATENT_CLI, dir, dir);
     if (rc) fail_msg("train failed: %s", out);
     assert_non_null(strstr(out, "\"val_loss\""));
-    rc = sh(out, sizeof out, "%s eval %s/run/model.safetensors --data %s --json", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s eval %s/run/model.safetensors --data %s --json", LATENT_CLI, dir, dir);
     if (rc) fail_msg("eval failed: %s", out);
     assert_non_null(strstr(out, "\"test_mse\""));
     assert_non_null(strstr(out, "\"n\": 200"));
-    rc = sh(out, sizeof out, "%s reconstruct %s/run/model.safetensors --data %s --out %s/rec.png --count 20", LATENT_CLI,
+    rc = tu_sh(out, sizeof out, "%s reconstruct %s/run/model.safetensors --data %s --out %s/rec.png --count 20", LATENT_CLI,
             dir, dir, dir);
     if (rc) fail_msg("reconstruct failed: %s", out);
     char png[4200];
@@ -87,10 +70,10 @@ static void test_train_eval_reconstruct(void **state)
     assert_int_equal(h, 4 * (28 * 3 + 2) + 2);
     free(pix);
     /* Resuming a finished run to more epochs works; a run in place is not overwritten. */
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 2 --batch 32 --val 40", LATENT_CLI, dir, dir);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(out, "--resume"));
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 3 --resume", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 3 --resume", LATENT_CLI, dir, dir);
     if (rc) fail_msg("resume failed: %s", out);
     assert_non_null(strstr(out, "epoch 3/3"));
     lt_dataset_free(&ds);
@@ -108,22 +91,22 @@ static void test_dae(void **state)
     tu_make_dataset(&ds, 200, 28, 28, 4);
     tu_write_idx_split(dir, "train", &ds);
     tu_write_idx_split(dir, "t10k", &ds);
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --noise gaussian:1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --noise gaussian:1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--model dae"));
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model dae --noise blur:1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --model dae --noise blur:1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "blur"));
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --noise gaussian:1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --noise gaussian:1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--model dae only"));
-    int rc = sh(out, sizeof out, "%s train --data %s --out %s/dae --model dae --noise gaussian:0.5 --epochs 2 --batch 32 --val 40",
+    int rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/dae --model dae --noise gaussian:0.5 --epochs 2 --batch 32 --val 40",
                 LATENT_CLI, dir, dir);
     if (rc) fail_msg("dae train failed: %s", out);
     assert_non_null(strstr(out, "noise gaussian:0.5"));
-    rc = sh(out, sizeof out, "%s eval %s/dae/model.safetensors --data %s --json", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s eval %s/dae/model.safetensors --data %s --json", LATENT_CLI, dir, dir);
     if (rc) fail_msg("dae eval failed: %s", out);
     const char *keys[] = {"\"test_mse\"", "\"test_psnr\"", "\"noisy_psnr\"", "\"lmmse_psnr\"", "\"noise\": \"gaussian:0.5\""};
     for (int i = 0; i < 5; i++)
         if (!strstr(out, keys[i])) fail_msg("eval --json lacks %s: %s", keys[i], out);
-    rc = sh(out, sizeof out, "%s reconstruct %s/dae/model.safetensors --data %s --out %s/tri.png --count 5", LATENT_CLI,
+    rc = tu_sh(out, sizeof out, "%s reconstruct %s/dae/model.safetensors --data %s --out %s/tri.png --count 5", LATENT_CLI,
             dir, dir, dir);
     if (rc) fail_msg("dae reconstruct failed: %s", out);
     char png[4200];
@@ -234,43 +217,43 @@ static void test_other_models(void **state)
     tu_write_idx_split(dir, "train", &ds);
     tu_write_idx_split(dir, "t10k", &ds);
     const char *common = "--epochs 2 --batch 32 --val 40 --threads 2";
-    int rc = sh(out, sizeof out, "%s train --data %s --out %s/ae %s", LATENT_CLI, dir, dir, common);
+    int rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/ae %s", LATENT_CLI, dir, dir, common);
     if (rc) fail_msg("ae: %s", out);
     /* Bad combinations, each named. */
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model clf --freeze", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --model clf --freeze", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--freeze needs --init"));
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --init %s/ae/model.safetensors", LATENT_CLI, dir, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --init %s/ae/model.safetensors", LATENT_CLI, dir, dir, dir), 2);
     assert_non_null(strstr(out, "--init"));
-    assert_int_equal(sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --likelihood poisson", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --model vae --likelihood poisson", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "poisson"));
-    assert_true(sh(out, sizeof out, "%s train --data %s --out %s/x --model clf --init %s/nothing.safetensors", LATENT_CLI, dir, dir, dir) != 0);
+    assert_true(tu_sh(out, sizeof out, "%s train --data %s --out %s/x --model clf --init %s/nothing.safetensors", LATENT_CLI, dir, dir, dir) != 0);
     assert_non_null(strstr(out, "nothing.safetensors"));
 
     /* Frozen: the encoder's tensors stay exactly the autoencoder's (weight
      * decay included); the head learns. Not frozen: they move. */
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --model clf --init %s/ae/model.safetensors --freeze %s",
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --model clf --init %s/ae/model.safetensors --freeze %s",
             LATENT_CLI, dir, dir, dir, common);
     if (rc) fail_msg("clf frozen: %s", out);
     snprintf(a, sizeof a, "%s/ae/model.safetensors", dir);
     snprintf(b, sizeof b, "%s/clf_frozen/model.safetensors", dir);
     assert_true(same_tensor(a, b, "encoder.0.weight"));
     assert_true(same_tensor(a, b, "encoder.7.bias"));
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf --model clf --init %s/ae/model.safetensors %s --json", LATENT_CLI,
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/clf --model clf --init %s/ae/model.safetensors %s --json", LATENT_CLI,
             dir, dir, dir, common);
     if (rc) fail_msg("clf: %s", out);
     assert_non_null(strstr(out, "\"val_accuracy\""));
     /* A classifier resumes like any run (and keeps its settings). */
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf --resume --epochs 3", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/clf --resume --epochs 3", LATENT_CLI, dir, dir);
     if (rc) fail_msg("clf resume: %s", out);
     assert_non_null(strstr(out, "epoch 3/3"));
     assert_non_null(strstr(out, "val acc"));
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --resume --epochs 3", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --resume --epochs 3", LATENT_CLI, dir, dir);
     if (rc) fail_msg("frozen clf resume: %s", out);
     snprintf(b, sizeof b, "%s/clf_frozen/model.safetensors", dir);
     assert_true(same_tensor(a, b, "encoder.0.weight"));
     snprintf(b, sizeof b, "%s/clf/model.safetensors", dir);
     assert_false(same_tensor(a, b, "encoder.0.weight"));
-    rc = sh(out, sizeof out, "%s eval %s --data %s --json --confusion %s/cm.csv", LATENT_CLI, b, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s eval %s --data %s --json --confusion %s/cm.csv", LATENT_CLI, b, dir, dir);
     if (rc) fail_msg("clf eval: %s", out);
     const char *ckeys[] = {"\"test_accuracy\"", "\"test_loss\"", "\"per_class_accuracy\"", "\"confusion\": [["};
     for (int i = 0; i < 4; i++)
@@ -279,28 +262,28 @@ static void test_other_models(void **state)
     FILE *f = fopen(a, "r");
     assert_non_null(f);
     fclose(f);
-    rc = sh(out, sizeof out, "%s eval %s --data %s --confusion %s/cm.png", LATENT_CLI, b, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s eval %s --data %s --confusion %s/cm.png", LATENT_CLI, b, dir, dir);
     if (rc) fail_msg("clf eval --confusion png: %s", out);
     snprintf(a, sizeof a, "%s/cm.png", dir);
     assert_true(tu_png_ok(a));
-    rc = sh(out, sizeof out, "%s curves %s/clf %s/ae --out %s/curves.svg --log", LATENT_CLI, dir, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s curves %s/clf %s/ae --out %s/curves.svg --log", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("curves: %s", out);
-    assert_int_equal(sh(out, sizeof out, "%s curves %s --out %s/c.png", LATENT_CLI, dir, dir), 1);
+    assert_int_equal(tu_sh(out, sizeof out, "%s curves %s --out %s/c.png", LATENT_CLI, dir, dir), 1);
     assert_non_null(strstr(out, "metrics.csv"));
     /* A classifier reconstructs nothing, and a VAE has no confusion matrix. */
-    assert_int_equal(sh(out, sizeof out, "%s reconstruct %s --data %s --out %s/r.png", LATENT_CLI, b, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s reconstruct %s --data %s --out %s/r.png", LATENT_CLI, b, dir, dir), 2);
 
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/vae --model vae --latent 2 %s", LATENT_CLI, dir, dir, common);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/vae --model vae --latent 2 %s", LATENT_CLI, dir, dir, common);
     if (rc) fail_msg("vae: %s", out);
     assert_non_null(strstr(out, "rec "));
     snprintf(a, sizeof a, "%s/vae/model.safetensors", dir);
-    rc = sh(out, sizeof out, "%s eval %s --data %s --json --nll 4", LATENT_CLI, a, dir);
+    rc = tu_sh(out, sizeof out, "%s eval %s --data %s --json --nll 4", LATENT_CLI, a, dir);
     if (rc) fail_msg("vae eval: %s", out);
     const char *vkeys[] = {"\"test_loss\"", "\"test_rec\"", "\"test_kl\"", "\"test_nll\"", "\"likelihood\": \"gaussian:1\""};
     for (int i = 0; i < 5; i++)
         if (!strstr(out, vkeys[i])) fail_msg("vae eval --json lacks %s: %s", vkeys[i], out);
-    assert_int_equal(sh(out, sizeof out, "%s eval %s --data %s --confusion %s/x.csv", LATENT_CLI, a, dir, dir), 2);
-    rc = sh(out, sizeof out, "%s sample %s --out %s/s.png --count 10 --manifold %s/m.png --score %s --json", LATENT_CLI, a,
+    assert_int_equal(tu_sh(out, sizeof out, "%s eval %s --data %s --confusion %s/x.csv", LATENT_CLI, a, dir, dir), 2);
+    rc = tu_sh(out, sizeof out, "%s sample %s --out %s/s.png --count 10 --manifold %s/m.png --score %s --json", LATENT_CLI, a,
             dir, dir, b);
     if (rc) fail_msg("sample: %s", out);
     assert_non_null(strstr(out, "\"confident\""));
@@ -313,12 +296,12 @@ static void test_other_models(void **state)
     free(px);
     assert_true(w > 3 * 28 && h > 3 * 28);
     /* sample needs a VAE. */
-    assert_int_equal(sh(out, sizeof out, "%s sample %s/ae/model.safetensors --out %s/s2.png", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s sample %s/ae/model.safetensors --out %s/s2.png", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "VAE"));
 
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/vaeb --model vae --likelihood bernoulli %s", LATENT_CLI, dir, dir, common);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/vaeb --model vae --likelihood bernoulli %s", LATENT_CLI, dir, dir, common);
     if (rc) fail_msg("vae bernoulli: %s", out);
-    rc = sh(out, sizeof out, "%s train --data %s --out %s/vaeb --resume --epochs 3", LATENT_CLI, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/vaeb --resume --epochs 3", LATENT_CLI, dir, dir);
     if (rc) fail_msg("vae bernoulli resume: %s", out);
     assert_non_null(strstr(out, "epoch 3/3"));
     lt_dataset_free(&ds);

@@ -241,22 +241,6 @@ static void test_map_inverse(void **state)
 
 /* ---- the command line ---- */
 
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void check_png(const char *dir, const char *name)
 {
     char path[4400];
@@ -288,11 +272,11 @@ static void test_cli(void **state)
     tu_make_dataset(&ds, 200, 28, 28, 9);
     tu_write_idx_split(dir, "train", &ds);
     tu_write_idx_split(dir, "t10k", &ds);
-    int rc = sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 1 --batch 32 --val 40 --threads 2", LATENT_CLI, dir, dir);
+    int rc = tu_sh(out, sizeof out, "%s train --data %s --out %s/run --epochs 1 --batch 32 --val 40 --threads 2", LATENT_CLI, dir, dir);
     if (rc) fail_msg("train failed: %s", out);
     const char *ck = "run/model.safetensors";
     /* t-SNE map of the codes, with every output. */
-    rc = sh(out, sizeof out, "cd %s && %s embed %s --data . --method tsne --perplexity 10 --iters 300 --out tsne --threads 2 --json",
+    rc = tu_sh(out, sizeof out, "cd %s && %s embed %s --data . --method tsne --perplexity 10 --iters 300 --out tsne --threads 2 --json",
             dir, LATENT_CLI, ck);
     if (rc) fail_msg("embed tsne failed: %s", out);
     const char *keys[] = {"\"seconds\"", "\"kl\": 0.", "\"explained_variance\": null", "\"knn10\"", "\"trustworthiness\""};
@@ -311,22 +295,22 @@ static void test_cli(void **state)
     snprintf(p, sizeof p, "%s/tsne/projector/metadata.tsv", dir);
     assert_int_equal(count_lines(p), 201);
     /* PCA of the raw pixels needs no checkpoint. */
-    rc = sh(out, sizeof out, "cd %s && %s embed - --input pixels --data . --method pca --out pca --json", dir, LATENT_CLI);
+    rc = tu_sh(out, sizeof out, "cd %s && %s embed - --input pixels --data . --method pca --out pca --json", dir, LATENT_CLI);
     if (rc) fail_msg("embed pca failed: %s", out);
     assert_non_null(strstr(out, "\"explained_variance\": 0."));
     assert_non_null(strstr(out, "\"kl\": null"));
     /* generate from both maps, on a grid and at given points; the latent manifold of a 2-D model. */
-    rc = sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3x4 --out gen.png --json", dir, LATENT_CLI, ck);
+    rc = tu_sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3x4 --out gen.png --json", dir, LATENT_CLI, ck);
     if (rc) fail_msg("generate (t-SNE) failed: %s", out);
     check_png(dir, "gen.png");
     snprintf(p, sizeof p, "%s/gen.json", dir);
     if (access(p, F_OK)) fail_msg("generate wrote no side file: %s", out);
-    rc = sh(out, sizeof out, "cd %s && %s generate - --map pca --points '0,0;1.5,-2' --out pca.svg", dir, LATENT_CLI);
+    rc = tu_sh(out, sizeof out, "cd %s && %s generate - --map pca --points '0,0;1.5,-2' --out pca.svg", dir, LATENT_CLI);
     if (rc) fail_msg("generate (PCA of pixels) failed: %s", out);
-    rc = sh(out, sizeof out, "cd %s && %s generate %s --map latent --data . --grid 4x4 --out manifold.png", dir, LATENT_CLI, ck);
+    rc = tu_sh(out, sizeof out, "cd %s && %s generate %s --map latent --data . --grid 4x4 --out manifold.png", dir, LATENT_CLI, ck);
     if (rc) fail_msg("generate --map latent failed: %s", out);
     check_png(dir, "manifold.png");
-    rc = sh(out, sizeof out, "cd %s && %s interpolate %s --data . --from 0 --to 5 --steps 6 --out interp.png", dir, LATENT_CLI, ck);
+    rc = tu_sh(out, sizeof out, "cd %s && %s interpolate %s --data . --from 0 --to 5 --steps 6 --out interp.png", dir, LATENT_CLI, ck);
     if (rc) fail_msg("interpolate failed: %s", out);
     {
         snprintf(p, sizeof p, "%s/interp.png", dir);
@@ -339,32 +323,32 @@ static void test_cli(void **state)
         free(pix);
     }
     /* Bad flags: one line naming the flag, exit 2; a missing map: exit 1, naming the file. */
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s embed %s --data . --method tsne --perplexity 100 --out x", dir, LATENT_CLI, ck), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s embed %s --data . --method tsne --perplexity 100 --out x", dir, LATENT_CLI, ck), 2);
     assert_non_null(strstr(out, "--perplexity 100"));
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s embed %s --data . --method umap --out x", dir, LATENT_CLI, ck), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s embed %s --data . --method umap --out x", dir, LATENT_CLI, ck), 2);
     assert_non_null(strstr(out, "umap"));
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s embed - --data . --method pca --out x", dir, LATENT_CLI), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s embed - --data . --method pca --out x", dir, LATENT_CLI), 2);
     assert_non_null(strstr(out, "--input pixels"));
     const char *bad_points[] = {"1,2;3", "a,b", "1;2", "", "1,2;;3,4", "1,2,3"};
     for (int i = 0; i < 6; i++) {
-        assert_int_equal(sh(out, sizeof out, "cd %s && %s generate %s --map tsne --points '%s' --out g.png", dir, LATENT_CLI, ck,
+        assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s generate %s --map tsne --points '%s' --out g.png", dir, LATENT_CLI, ck,
                             bad_points[i]), 2);
         if (!strstr(out, "--points")) fail_msg("bad --points '%s': %s", bad_points[i], out);
     }
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3y3 --out g.png", dir, LATENT_CLI, ck), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3y3 --out g.png", dir, LATENT_CLI, ck), 2);
     assert_non_null(strstr(out, "--grid"));
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3x3 --points 1,1 --out g.png", dir, LATENT_CLI, ck), 2);
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3x3 --out g.jpg", dir, LATENT_CLI, ck), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3x3 --points 1,1 --out g.png", dir, LATENT_CLI, ck), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s generate %s --map tsne --grid 3x3 --out g.jpg", dir, LATENT_CLI, ck), 2);
     assert_non_null(strstr(out, ".png or .svg"));
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s generate %s --map nomap --grid 3x3 --out g.png", dir, LATENT_CLI, ck), 1);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s generate %s --map nomap --grid 3x3 --out g.png", dir, LATENT_CLI, ck), 1);
     assert_non_null(strstr(out, "nomap/map.safetensors"));
     /* A map of latent codes needs its checkpoint; a corrupt map is refused. */
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s generate - --map tsne --grid 2x2 --out g.png", dir, LATENT_CLI), 1);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s generate - --map tsne --grid 2x2 --out g.png", dir, LATENT_CLI), 1);
     assert_non_null(strstr(out, "CHECKPOINT"));
-    assert_int_equal(sh(out, sizeof out, "cd %s && cp run/model.safetensors tsne/map.safetensors && %s generate %s --map tsne --grid 2x2 --out g.png",
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && cp run/model.safetensors tsne/map.safetensors && %s generate %s --map tsne --grid 2x2 --out g.png",
                         dir, LATENT_CLI, ck), 1);
     assert_non_null(strstr(out, "not a map"));
-    assert_int_equal(sh(out, sizeof out, "cd %s && %s interpolate %s --data . --from 0 --to 200 --out i.png", dir, LATENT_CLI, ck), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s interpolate %s --data . --from 0 --to 200 --out i.png", dir, LATENT_CLI, ck), 2);
     assert_non_null(strstr(out, "--to"));
     snprintf(p, sizeof p, "%s/g.png", dir);
     assert_int_equal(access(p, F_OK), -1);

@@ -40,22 +40,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *a, const char *b, size_t *n)
 {
     char path[4300];
@@ -105,9 +89,9 @@ static void search_pair(const char *flags, const char *tag, int expect_pruned)
     char out[16384], one[4200], two[4200];
     snprintf(one, sizeof one, "%s/%s-one", dir, tag);
     snprintf(two, sizeof two, "%s/%s-two", dir, tag);
-    int rc = sh(out, sizeof out, "%s search --data %s --out %s %s --threads 2", LATENT_CLI, dir, one, flags);
+    int rc = tu_sh(out, sizeof out, "%s search --data %s --out %s %s --threads 2", LATENT_CLI, dir, one, flags);
     if (rc) fail_msg("search failed: %s", out);
-    rc = sh(out, sizeof out, "%s %s search --data %s --out %s %s --threads 1", MPIRUN, LATENT_CLI, dir, two, flags);
+    rc = tu_sh(out, sizeof out, "%s %s search --data %s --out %s %s --threads 1", MPIRUN, LATENT_CLI, dir, two, flags);
     if (rc) fail_msg("mpirun search failed: %s", out);
     /* Both processes trained folds. */
     assert_non_null(strstr(out, "(process 1)"));
@@ -152,9 +136,9 @@ static void test_train_data_parallel(void **state)
     snprintf(two, sizeof two, "%s/t-two", dir);
     /* Batch 80: chunks of 32, 32 and 16, split 1 + 2 over the processes; dropout exercises the per-sample streams. */
     const char *flags = "--epochs 2 --batch 80 --val 30 --dropout 0.2";
-    int rc = sh(out, sizeof out, "%s train --data %s --out %s %s --threads 2", LATENT_CLI, dir, one, flags);
+    int rc = tu_sh(out, sizeof out, "%s train --data %s --out %s %s --threads 2", LATENT_CLI, dir, one, flags);
     if (rc) fail_msg("train failed: %s", out);
-    rc = sh(out, sizeof out, "%s %s train --data %s --out %s %s --threads 1", MPIRUN, LATENT_CLI, dir, two, flags);
+    rc = tu_sh(out, sizeof out, "%s %s train --data %s --out %s %s --threads 1", MPIRUN, LATENT_CLI, dir, two, flags);
     if (rc) fail_msg("mpirun train failed: %s", out);
     assert_non_null(strstr(out, "data-parallel over 2"));
     assert_same_bytes(one, two, "model.safetensors");
@@ -163,9 +147,9 @@ static void test_train_data_parallel(void **state)
     assert_string_equal(a, b);
     free(a), free(b);
     /* Resumed data-parallel to a third epoch: still the one-process model. */
-    rc = sh(out, sizeof out, "%s train --data %s --out %s --resume --epochs 3", LATENT_CLI, dir, one);
+    rc = tu_sh(out, sizeof out, "%s train --data %s --out %s --resume --epochs 3", LATENT_CLI, dir, one);
     if (rc) fail_msg("resume failed: %s", out);
-    rc = sh(out, sizeof out, "%s %s train --data %s --out %s --resume --epochs 3 --threads 1", MPIRUN, LATENT_CLI, dir, two);
+    rc = tu_sh(out, sizeof out, "%s %s train --data %s --out %s --resume --epochs 3 --threads 1", MPIRUN, LATENT_CLI, dir, two);
     if (rc) fail_msg("mpirun resume failed: %s", out);
     assert_same_bytes(one, two, "model.safetensors");
 }

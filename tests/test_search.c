@@ -465,21 +465,6 @@ static void test_prune(void **state)
 
 /* ---- through the CLI ---- */
 
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_cli(void **state)
 {
     (void)state;
@@ -488,18 +473,18 @@ static void test_cli(void **state)
     tu_write_idx_split(dir, "t10k", &ds);
     const char *flags = "--trials 3 --folds 3 --epochs 2 --batch choice:16,32 --latent int:2:8 "
                         "--lr loguniform:1e-3:1e-2 --seed 5 --threads 1";
-    assert_int_equal(sh(out, sizeof out, "%s search --help", LATENT_CLI), 0);
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --help", LATENT_CLI), 0);
     assert_non_null(strstr(out, "loguniform:A:B"));
-    assert_int_equal(sh(out, sizeof out, "%s search --data %s --out %s/x --lr loguniform:0:1 2>&1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/x --lr loguniform:0:1 2>&1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--lr"));
-    assert_int_equal(sh(out, sizeof out, "%s search --data %s --out %s/x --batch uniform:1:2 2>&1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/x --batch uniform:1:2 2>&1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--batch"));
-    assert_int_equal(sh(out, sizeof out, "%s search --data %s --out %s/x --prune mean 2>&1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/x --prune mean 2>&1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--prune"));
-    assert_int_equal(sh(out, sizeof out, "%s compare --data %s --out %s/x --optimizers adam:fast 2>&1", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s compare --data %s --out %s/x --optimizers adam:fast 2>&1", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "--optimizers"));
     /* The search with --json: one object on stdout; the same table as the library's run. */
-    int rc = sh(out, sizeof out, "%s search --data %s --out %s/s %s --json 2>/dev/null", LATENT_CLI, dir, dir, flags);
+    int rc = tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/s %s --json 2>/dev/null", LATENT_CLI, dir, dir, flags);
     if (rc) fail_msg("search failed (%d): %s", rc, out);
     const char *keys[] = {"\"best\": {", "\"best_cv_mean\"", "\"best_cv_std\"", "\"folds\": [", "\"test_mse\"", "\"seconds\""};
     for (int i = 0; i < 6; i++)
@@ -527,20 +512,20 @@ static void test_cli(void **state)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    rc = sh(out, sizeof out, "%s search --data %s --out %s --resume --threads 2 2>&1", LATENT_CLI, dir, run);
+    rc = tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s --resume --threads 2 2>&1", LATENT_CLI, dir, run);
     if (rc) fail_msg("resume failed (%d): %s", rc, out);
     assert_non_null(strstr(out, "rank"));
     b = table_sans_seconds(run);
     assert_string_equal(a, b);
     free(a), free(b);
     /* compare: each optimizer's scores; resumable like a search. */
-    rc = sh(out, sizeof out, "%s compare --data %s --out %s/c --optimizers adam:1e-3,rmsprop:0.001 --epochs 2 --folds 2 "
+    rc = tu_sh_stdout(out, sizeof out, "%s compare --data %s --out %s/c --optimizers adam:1e-3,rmsprop:0.001 --epochs 2 --folds 2 "
             "--batch 32 --threads 1 --json 2>/dev/null", LATENT_CLI, dir, dir);
     if (rc) fail_msg("compare failed (%d): %s", rc, out);
     assert_non_null(strstr(out, "\"optimizer\": \"adam\""));
     assert_non_null(strstr(out, "\"optimizer\": \"rmsprop\""));
     assert_non_null(strstr(out, "\"val_loss_mean\""));
-    rc = sh(out, sizeof out, "%s compare --data %s --out %s/c --resume 2>&1", LATENT_CLI, dir, dir);
+    rc = tu_sh_stdout(out, sizeof out, "%s compare --data %s --out %s/c --resume 2>&1", LATENT_CLI, dir, dir);
     if (rc) fail_msg("compare resume failed (%d): %s", rc, out);
     char cdir[4200];
     snprintf(cdir, sizeof cdir, "%s/c", dir);

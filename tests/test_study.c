@@ -15,22 +15,6 @@
 
 #include "testutil.h"
 
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, size - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -83,7 +67,7 @@ static void test_study(void **state)
     free(tu_write(dir, "tiny.json", preset, strlen(preset)));
     snprintf(path, sizeof path, "%s/tiny.json", dir);
 
-    int rc = sh(out, sizeof out, "%s study --preset %s --out %s/st --data %s --threads 2", LATENT_CLI, path, dir, dir);
+    int rc = tu_sh(out, sizeof out, "%s study --preset %s --out %s/st --data %s --threads 2", LATENT_CLI, path, dir, dir);
     if (rc) fail_msg("study failed: %s", out);
     snprintf(path, sizeof path, "%s/st/report.md", dir);
     char *md = slurp(path);
@@ -101,7 +85,7 @@ static void test_study(void **state)
     free(rj);
 
     /* Again: every stage is checked and skipped. */
-    rc = sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s", LATENT_CLI, dir, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("second run failed: %s", out);
     for (const char *p = out, *q; (q = strstr(p, "] done before")); p = q + 1) rc++;
     assert_int_equal(rc, 3);
@@ -109,19 +93,19 @@ static void test_study(void **state)
     /* A missing figure makes its stage run again (it is checked, not trusted). */
     snprintf(path, sizeof path, "%s/st/vae/s.png", dir);
     assert_int_equal(remove(path), 0);
-    rc = sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s", LATENT_CLI, dir, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("third run failed: %s", out);
     assert_non_null(strstr(out, "[vae] latent train"));
     assert_non_null(strstr(out, "--resume")); /* its training had finished: resumed, not redone */
     assert_null(strstr(out, "[base] latent"));
     /* --force reruns a stage from scratch. */
-    rc = sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s --force clf", LATENT_CLI, dir, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s --force clf", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("forced run failed: %s", out);
     assert_non_null(strstr(out, "[clf] latent train"));
     assert_null(strstr(out, "[base] latent train"));
-    assert_int_equal(sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --force nope", LATENT_CLI, dir, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --force nope", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "nope"));
-    assert_int_equal(sh(out, sizeof out, "%s study --preset nothing-like-this --out %s/st", LATENT_CLI, dir), 2);
+    assert_int_equal(tu_sh(out, sizeof out, "%s study --preset nothing-like-this --out %s/st", LATENT_CLI, dir), 2);
     /* The VAE's latent size came from the baseline's epoch count, through a reference. */
     snprintf(path, sizeof path, "%s/st/vae/stage.json", dir);
     char *sj = slurp(path);
@@ -130,7 +114,7 @@ static void test_study(void **state)
     free(sj);
 
     /* The page in a real browser: every embedded image decodes, the summary is there. */
-    rc = sh(out, sizeof out,
+    rc = tu_sh(out, sizeof out,
             "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --virtual-time-budget=10000 "
             "--dump-dom file://%s/st/report.html 2>/dev/null", dir);
     if (rc) fail_msg("chromium failed (%d): %.2000s", rc, out);
@@ -160,7 +144,7 @@ static void test_interrupt(void **state)
     const char *p = "{\"stages\": [{\"id\": \"long\", \"title\": \"Long\", \"commands\": ["
                     "[\"train\", \"--out\", \"{stage}/run\", \"--epochs\", \"300\", \"--batch\", \"100\", \"--val\", \"0\", \"--json\"]]}]}";
     free(tu_write(dir, "long.json", p, strlen(p)));
-    int rc = sh(out, sizeof out,
+    int rc = tu_sh(out, sizeof out,
                 "{ %s study --preset %s/long.json --out %s/st --data %s --threads 1 & pid=$!; sleep 2; kill -INT $pid; wait $pid; }",
                 LATENT_CLI, dir, dir, dir);
     if (rc != 130) fail_msg("expected exit 130 after SIGINT, got %d: %s", rc, out);
@@ -170,7 +154,7 @@ static void test_interrupt(void **state)
     assert_int_equal(stat(path, &sb), 0);
     snprintf(path, sizeof path, "%s/st/long/stage.json", dir);
     assert_int_not_equal(stat(path, &sb), 0);
-    rc = sh(out, sizeof out, "%s study --preset %s/long.json --out %s/st --data %s --threads 1", LATENT_CLI, dir, dir, dir);
+    rc = tu_sh(out, sizeof out, "%s study --preset %s/long.json --out %s/st --data %s --threads 1", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("resumed study failed: %s", out);
     assert_non_null(strstr(out, "--resume"));
     assert_null(strstr(out, "epoch 1/300"));

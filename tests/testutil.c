@@ -2,6 +2,8 @@
 #include "testutil.h"
 
 #include <ftw.h>
+#include <stdarg.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -113,4 +115,38 @@ void tu_write_idx_split(const char *dir, const char *prefix, const lt_dataset *d
     write_idx(dir, name, ds, 0);
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
     write_idx(dir, name, ds, 1);
+}
+
+static int run_shell(char *out, size_t size, const char *fmt, va_list ap, int with_stderr)
+{
+    char cmd[8192];
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    if (with_stderr) strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        snprintf(out, size, "popen failed");
+        return -1;
+    }
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tu_sh(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_shell(out, size, fmt, ap, 1);
+    va_end(ap);
+    return rc;
+}
+
+int tu_sh_stdout(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_shell(out, size, fmt, ap, 0);
+    va_end(ap);
+    return rc;
 }

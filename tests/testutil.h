@@ -13,7 +13,19 @@
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define UNDER_ASAN 1
+/* Run a shell command line (printf-style); its exit code, or -1 when it did
+ * not exit normally. out receives its stdout and stderr (tu_sh) or its stdout
+ * alone (tu_sh_stdout), cut to size - 1 bytes and NUL-terminated. */
+int tu_sh(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int tu_sh_stdout(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif
+/* Run a shell command line (printf-style); its exit code, or -1 when it did
+ * not exit normally. out receives its stdout and stderr (tu_sh) or its stdout
+ * alone (tu_sh_stdout), cut to size - 1 bytes and NUL-terminated. */
+int tu_sh(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int tu_sh_stdout(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it with tu_rmtree. */
@@ -36,5 +48,11 @@ void tu_make_dataset(lt_dataset *ds, int n, int h, int w, uint64_t seed);
 /* Stop OpenMP's worker threads; call before main returns (see src/cli/main.c:
  * LeakSanitizer's exit-time check can crash while parked workers are alive). */
 void tu_release_threads(void);
+
+/* Run a shell command line (printf-style); its exit code, or -1 when it did
+ * not exit normally. out receives its stdout and stderr (tu_sh) or its stdout
+ * alone (tu_sh_stdout), cut to size - 1 bytes and NUL-terminated. */
+int tu_sh(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int tu_sh_stdout(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

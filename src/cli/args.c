@@ -2,6 +2,8 @@
  * numbers range-checked, and a one-line error naming the flag on bad input. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,4 +134,36 @@ int cli_load_split(const char *data_dir, const char *split, lt_dataset *ds)
         return 1;
     }
     return 0;
+}
+
+volatile int cli_stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    cli_stop_requested = 1;
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+void cli_catch_stop(void)
+{
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+}
+
+void cli_fmt_duration(char *buf, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }

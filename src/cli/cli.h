@@ -26,6 +26,15 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt
 void cli_print_help(const char *usage, const cli_opt *opts, int nopts);
 const cli_opt *cli_find(const cli_opt *opts, int nopts, const char *name);
 
+/* Ctrl-C and SIGTERM: the first sets cli_stop_requested (long work saves and
+ * stops at the next batch), a second one kills at once, as users expect. */
+extern volatile int cli_stop_requested;
+void cli_catch_stop(void);
+/* "12s", "3m04s", "1h02m". */
+void cli_fmt_duration(char *buf, size_t n, double seconds);
+/* Monotonic wall-clock seconds. */
+double cli_now(void);
+
 /* --data DIR, else the MNIST cache. */
 int cli_load_split(const char *data_dir, const char *split, lt_dataset *ds);
 

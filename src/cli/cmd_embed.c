@@ -16,16 +16,6 @@
 #define INVERSE_K 10
 #define ENCODE_BATCH 500
 
-static volatile int stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-}
-
 static double now(void)
 {
     struct timespec ts;
@@ -348,9 +338,8 @@ int cmd_embed(int argc, char **argv)
         lt_tsne_config_default(&cfg);
         cfg.perplexity = perplexity, cfg.iters = iters, cfg.theta = theta, cfg.seed = seed, cfg.threads = threads;
         cfg.exaggeration_iters = iters < 250 ? iters : 250;
-        cfg.stop = &stop_requested;
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
+        cfg.stop = &cli_stop_requested;
+        cli_catch_stop();
         tsne_show show = {isatty(STDERR_FILENO)};
         fprintf(stderr, "t-SNE of %s: %d neighbours per point\n", what, (int)(3 * perplexity));
         float *y2 = coords;

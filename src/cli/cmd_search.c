@@ -32,32 +32,6 @@ static const char *compare_usage =
     "(mean over the folds) and its final loss. --optimizers takes NAME:LR pairs.\n"
     "DIR receives results.csv, results.json and the folds' runs; --resume continues.";
 
-static volatile int stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-}
-
-static void fmt_duration(char *buf, size_t n, double s)
-{
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-}
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct show {
     int tty, folds, trials;
     double last;
@@ -68,7 +42,7 @@ static void progress(void *ctx, const lt_search_progress *p)
 {
     show *s = ctx;
     char eta[32];
-    fmt_duration(eta, sizeof eta, p->eta_seconds);
+    cli_fmt_duration(eta, sizeof eta, p->eta_seconds);
     if (p->unit_done) {
         char score[32] = "-", who[32] = "";
         if (isfinite(p->score)) snprintf(score, sizeof score, "%.5f", p->score);
@@ -82,7 +56,7 @@ static void progress(void *ctx, const lt_search_progress *p)
         s->refit_seen = 1;
         fprintf(stderr, "%srefit of trial %d on every training image\n", s->tty ? "\r\033[K" : "", p->trial);
     }
-    double t = mono();
+    double t = cli_now();
     if (!s->tty) {
         /* A log gets a line per epoch of the run in this process, so a long fold still shows life. */
         if (p->epoch_done) {
@@ -157,7 +131,7 @@ static void json_params(const lt_hparams *h)
 static int run_search(const char *cmd, lt_search_config *cfg, const char *data, int json)
 {
     lt_dataset train = {0}, test = {0};
-    cfg->stop = &stop_requested;
+    cfg->stop = &cli_stop_requested;
     cfg->dist = cli_dist();
     if (cli_load_split(data, "train", &train) || (cfg->refit && cli_load_split(data, "test", &test))) {
         /* Under mpirun the others wait for this process to start: lt_search tells them it failed. */
@@ -166,8 +140,7 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
         return 1;
     }
     const int rank = lt_dist_rank(cfg->dist), procs = lt_dist_size(cfg->dist);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    cli_catch_stop();
     int n = cfg->limit && cfg->limit < train.n ? cfg->limit : train.n;
     int trials = cfg->n_fixed ? cfg->n_fixed : cfg->trials;
     if (rank == 0)

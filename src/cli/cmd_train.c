@@ -25,43 +25,16 @@ static const char *train_usage =
     "in DIR up to --epochs epochs in total, with bit-identical results.\n"
     "Ctrl-C saves the run and stops; run again with --resume to continue.";
 
-static volatile int stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    /* A second Ctrl-C kills at once, as users expect. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-}
-
-static void fmt_duration(char *buf, size_t n, double s)
-{
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-}
-
 typedef struct show {
     int tty;
     double last;
 } show;
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void progress(void *ctx, const lt_progress *p)
 {
     show *s = ctx;
     char eta[32];
-    fmt_duration(eta, sizeof eta, p->eta_seconds);
+    cli_fmt_duration(eta, sizeof eta, p->eta_seconds);
     if (p->epoch_done) {
         char val[96] = "-";
         if (isfinite(p->val_loss)) snprintf(val, sizeof val, "%.5f", p->val_loss);
@@ -74,7 +47,7 @@ static void progress(void *ctx, const lt_progress *p)
         return;
     }
     /* Live line only on a terminal, redrawn at most 10 times a second. */
-    double t = mono();
+    double t = cli_now();
     if (!s->tty || (t - s->last < 0.1 && p->batch < p->batches)) return;
     s->last = t;
     char bar[21];
@@ -228,7 +201,7 @@ int cmd_train(int argc, char **argv)
     cfg.dropout = (float)dropout;
     cfg.optimizer = (lt_opt_kind)k;
     cfg.resume = resume;
-    cfg.stop = &stop_requested;
+    cfg.stop = &cli_stop_requested;
     cfg.init = init;
     cfg.freeze = freeze;
     /* Under mpirun every process computes a slice of each batch; process 0 speaks for them. */
@@ -237,8 +210,7 @@ int cmd_train(int argc, char **argv)
 
     lt_dataset ds = {0};
     if (cli_load_split(data, "train", &ds)) return 1;
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    cli_catch_stop();
     /* One line saying what is about to run, so a log shows the settings. */
     int pool = ds.n - cfg.val, ntrain = cfg.limit && cfg.limit < pool ? cfg.limit : pool;
     char what[160];
