@@ -4,6 +4,7 @@
  *   build/bench_layers [--model ae] [--threads N] [--batch 256] [--latent 2] [--ghz 3.0]
  *   valgrind --tool=callgrind build/bench_layers --steps 3   (instruction counts)
  *   build/bench_layers --infer 1000 --threads N   (inference images/s, JSON)
+ *   build/bench_layers --infer 1000 --steps 5     (just 5 inference calls, for callgrind)
  *   build/bench_layers --info --latent D          (MFLOP per image and peak, JSON)
  *
  * --model picks the network as `latent train --model` builds it: ae and dae
@@ -215,6 +216,12 @@ int main(int argc, char **argv)
         float *x = malloc(sizeof(float) * 784 * (size_t)infer), *y = malloc(sizeof(float) * 784 * (size_t)infer);
         for (size_t i = 0; i < (size_t)infer * 784; i++) x[i] = (float)((i * 7919) % 256) / 255.0f;
         infer_job ij = {m, x, y, infer, threads};
+        if (steps > 0) {
+            /* A fixed amount of work, for callgrind or perf stat. */
+            for (int r = 0; r < steps; r++) infer_fn(&ij);
+            free(x), free(y);
+            return 0;
+        }
         double t = time_median(infer_fn, &ij);
         printf("{\"images_per_sec\": %.1f, \"gflops\": %.3f}\n", infer / t, 2 * macs * infer / t * 1e-9);
         free(x), free(y);

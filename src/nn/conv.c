@@ -83,7 +83,7 @@ static int block_images(const lt_conv_geom *g, int n)
     return b >= (size_t)n ? n : b < 1 ? 1 : (int)b;
 }
 
-static int direct(const lt_conv_geom *g) { return g->c == 1 && g->oc <= 64; }
+static int direct(const lt_conv_geom *g) { return g->c == 1 && g->oc % 8 == 0 && g->oc <= 64; }
 
 size_t lt_conv_scratch_size(const lt_conv_geom *g, int transposed, int n)
 {
@@ -235,13 +235,18 @@ LT_VECTOR_CLONES static void sum_bias_grad(float *restrict db, const float *rest
 }
 
 /* Direct convolution of one-channel images: per output pixel, oc sums of
- * k*k taps, the oc of them side by side in vector registers. wt is the
- * weight as [k*k][oc]; buf is scratch for one zero-bordered image. */
+ * k*k taps, the oc of them side by side in vector registers (GCC's vector
+ * extension: 8 floats, two SSE halves in the baseline build). wt is the
+ * weight as [k*k][oc], oc a multiple of 8 up to 64; buf is scratch for one
+ * zero-bordered image. */
+typedef float v8f __attribute__((vector_size(32)));
+
 static inline __attribute__((always_inline)) void conv1_c(float *restrict out, const float *restrict img,
                                                           const float *restrict wt, const float *restrict b, int n,
-                                                          const lt_conv_geom *g, const int oc, float *restrict buf)
+                                                          const lt_conv_geom *g, const int k, const int oc,
+                                                          float *restrict buf)
 {
-    const int k = g->k, st = g->stride, pad = g->pad, pw = g->w + 2 * pad, ph = g->h + 2 * pad;
+    const int st = g->stride, pad = g->pad, pw = g->w + 2 * pad, ph = g->h + 2 * pad, nv = oc / 8;
     memset(buf, 0, sizeof(float) * (size_t)ph * pw);
     for (int s = 0; s < n; s++) {
         const float *im = img + (size_t)s * g->h * g->w;
@@ -249,15 +254,20 @@ static inline __attribute__((always_inline)) void conv1_c(float *restrict out, c
         float *o = out + (size_t)s * g->oh * g->ow * oc;
         for (int y = 0; y < g->oh; y++)
             for (int x = 0; x < g->ow; x++, o += oc) {
-                float acc[64];
-                for (int c = 0; c < oc; c++) acc[c] = b ? b[c] : 0.0f;
+                v8f acc[8];
+                if (b) memcpy(acc, b, sizeof(float) * oc);
+                else memset(acc, 0, sizeof(float) * oc);
                 const float *px = buf + (size_t)y * st * pw + (size_t)x * st;
                 for (int ki = 0; ki < k; ki++)
                     for (int kj = 0; kj < k; kj++) {
-                        const float v = px[(size_t)ki * pw + kj], *wk = wt + (size_t)(ki * k + kj) * oc;
-                        for (int c = 0; c < oc; c++) acc[c] += v * wk[c];
+                        const float t = px[(size_t)ki * pw + kj], *wk = wt + (size_t)(ki * k + kj) * oc;
+                        for (int v = 0; v < nv; v++) {
+                            v8f w;
+                            memcpy(&w, wk + 8 * v, sizeof w);
+                            acc[v] += t * w;
+                        }
                     }
-                for (int c = 0; c < oc; c++) o[c] = acc[c];
+                memcpy(o, acc, sizeof(float) * oc);
             }
     }
 }
@@ -265,13 +275,16 @@ static inline __attribute__((always_inline)) void conv1_c(float *restrict out, c
 LT_VECTOR_CLONES static void conv1(float *out, const float *img, const float *wt, const float *b, int n,
                                    const lt_conv_geom *g, float *buf)
 {
-    switch (g->oc) {
-    case 8: conv1_c(out, img, wt, b, n, g, 8, buf); return;
-    case 16: conv1_c(out, img, wt, b, n, g, 16, buf); return;
-    case 32: conv1_c(out, img, wt, b, n, g, 32, buf); return;
-    case 64: conv1_c(out, img, wt, b, n, g, 64, buf); return;
+    /* Constant sizes: the taps unroll and the sums stay in registers. */
+    if (g->k == 3) {
+        switch (g->oc) {
+        case 8: conv1_c(out, img, wt, b, n, g, 3, 8, buf); return;
+        case 16: conv1_c(out, img, wt, b, n, g, 3, 16, buf); return;
+        case 32: conv1_c(out, img, wt, b, n, g, 3, 32, buf); return;
+        case 64: conv1_c(out, img, wt, b, n, g, 3, 64, buf); return;
+        }
     }
-    conv1_c(out, img, wt, b, n, g, g->oc, buf);
+    conv1_c(out, img, wt, b, n, g, g->k, g->oc, buf);
 }
 
 /* out [n*oh*ow, oc] = bias + cols [n*oh*ow, kkc] x Wr^T, Wr [oc, kkc]. */
