@@ -233,9 +233,26 @@ LT_VECTOR_CLONES static void fill_bias(float *restrict out, const float *restric
     fill_bias_c(out, b, rows, channels);
 }
 
-/* db[o] += the sum of column o over all rows, rows in order. */
+/* db[o] += the sum of column o over all rows, rows in order; constant
+ * channel counts let the running sums stay in vector registers. */
+static inline __attribute__((always_inline)) void sum_bias_c(float *restrict db, const float *restrict dout,
+                                                             size_t rows, const int channels)
+{
+    float acc[64];
+    for (int o = 0; o < channels; o++) acc[o] = db[o];
+    for (size_t r = 0; r < rows; r++)
+        for (int o = 0; o < channels; o++) acc[o] += dout[r * channels + o];
+    for (int o = 0; o < channels; o++) db[o] = acc[o];
+}
+
 LT_VECTOR_CLONES static void sum_bias_grad(float *restrict db, const float *restrict dout, size_t rows, int channels)
 {
+    switch (channels) {
+    case 8: sum_bias_c(db, dout, rows, 8); return;
+    case 16: sum_bias_c(db, dout, rows, 16); return;
+    case 32: sum_bias_c(db, dout, rows, 32); return;
+    case 64: sum_bias_c(db, dout, rows, 64); return;
+    }
     if (channels == 1) {
         float sum = 0.0f;
         for (size_t r = 0; r < rows; r++) sum += dout[r];
