@@ -83,11 +83,12 @@ static void run_layer(const job *j)
     const lt_model *m = j->m;
     const lt_layer *l = &m->layers[j->i];
     lt_workspace *ws = j->ws;
-    lt_chunk *c = &ws->chunks[0];
+    lt_chunk *c = &ws->slots[0];
+    float *grads = ws->chunks[0].grads;
     float *scratch = c->cols + ws->scratch_off[j->i];
     const float *in = ws->act[j->i], *w = m->params + l->w_off, *b = m->params + l->b_off;
     float *out = ws->act[j->i + 1];
-    float *dw = c->grads + l->w_off, *db = c->grads + l->b_off;
+    float *dw = grads + l->w_off, *db = grads + l->b_off;
     size_t len = (size_t)j->n * l->out_size;
     if (!j->backward) {
         switch (l->kind) {
@@ -202,7 +203,7 @@ int main(int argc, char **argv)
     /* Any non-zero upstream gradient will do for timing. */
     size_t maxsz = 784;
     for (int i = 0; i < m->n_layers; i++) maxsz = m->layers[i].out_size > maxsz ? m->layers[i].out_size : maxsz;
-    for (size_t i = 0; i < (size_t)LT_CHUNK * maxsz; i++) ws->chunks[0].d[0][i] = 1e-3f;
+    for (size_t i = 0; i < (size_t)LT_CHUNK * maxsz; i++) ws->slots[0].d[0][i] = 1e-3f;
     const int n = batch < LT_CHUNK ? batch : LT_CHUNK;
     double macs = 0;
     for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);

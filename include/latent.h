@@ -178,6 +178,9 @@ int lt_model_reconstruct(lt_model *m, const float *x, int n, float *y, int threa
  * of the clean image, from the input corrupted by the model's noise if any. */
 int lt_model_eval_mse(lt_model *m, const lt_dataset *ds, int first, int count, int threads,
                       double *mse, lt_err *err);
+/* The same over the images idx[0..count) of ds (a cross-validation fold). */
+int lt_model_eval_mse_idx(lt_model *m, const lt_dataset *ds, const int *idx, int count, int threads,
+                          double *mse, lt_err *err);
 
 /* A model's own scores on images [first, first+count) of ds. */
 typedef struct lt_eval_result {
@@ -244,6 +247,17 @@ typedef struct lt_train_config {
     lt_likelihood likelihood; /* VAE; c = 0 means gaussian:1 */
     const char *init;      /* checkpoint whose matching tensors start the model (fine-tuning) */
     int freeze;            /* with init: freeze the layers taken from it */
+    /* Index subsets (k-fold cross-validation): when train_idx is set, train on
+     * the images train_idx[0..n_train) of ds and validate on val_idx[0..n_val)
+     * (n_val may be 0) instead of val/limit, which must then be 0. The state
+     * file keeps a hash of both lists: a resumed run refuses other ones. */
+    const int *train_idx;
+    int n_train;
+    const int *val_idx;
+    int n_val;
+    /* Data-parallel training over the processes of an MPI job (see lt_dist):
+     * each computes a slice of every batch; NULL trains in this process alone. */
+    struct lt_dist *dist;
 } lt_train_config;
 
 /* Fill cfg with the mission's baseline protocol (d=2, 40 epochs, batch 256,
@@ -283,10 +297,150 @@ int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, 
 int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn progress, void *ctx,
              lt_train_result *result, lt_err *err);
 
+/* ---- processes of an MPI job ----
+ * `mpirun -np N latent ...` starts N processes; lt_dist joins them. latent is
+ * built with MPI when CMake finds it (OpenMPI); otherwise, or for a process not
+ * started by mpirun, the job has one process and everything runs as usual. */
+typedef struct lt_dist lt_dist;
+/* Join the job (MPI_Init when started by mpirun/srun). Fails with LT_ENOTSUP
+ * when started by mpirun with N > 1 but built without MPI. */
+int lt_dist_init(lt_dist **out, int *argc, char ***argv, lt_err *err);
+/* Leave the job (MPI_Finalize); NULL is a no-op. */
+void lt_dist_finalize(lt_dist *d);
+int lt_dist_rank(const lt_dist *d);   /* 0 for NULL */
+int lt_dist_size(const lt_dist *d);   /* 1 for NULL */
+int lt_dist_built(void);              /* 1 when built with MPI */
+
+/* ---- hyperparameter search with k-fold cross-validation ---- */
+typedef enum {
+    LT_HP_LR, LT_HP_BATCH, LT_HP_LATENT, LT_HP_DROPOUT, LT_HP_WEIGHT_DECAY, LT_HP_MOMENTUM,
+    LT_HP_OPTIMIZER, LT_HP_EPOCHS, LT_HP_COUNT
+} lt_hp;
+/* "lr", "batch", ..., "weight_decay", ... and the flag "--lr", ..., "--weight-decay". */
+const char *lt_hp_name(lt_hp hp);
+const char *lt_hp_flag(lt_hp hp);
+
+/* Where a hyperparameter comes from: a fixed value, uniform:A:B,
+ * loguniform:A:B, int:A:B, int:A:B:log or choice:a,b,c. The optimizer takes
+ * names (choice:adam,rmsprop); integer hyperparameters (batch, latent,
+ * epochs) take int: and integer choices; real ones uniform:, loguniform: and
+ * choices. Every value is range-checked. */
+typedef enum {
+    LT_SPACE_FIXED, LT_SPACE_UNIFORM, LT_SPACE_LOGUNIFORM, LT_SPACE_INT, LT_SPACE_INT_LOG, LT_SPACE_CHOICE
+} lt_space_kind;
+#define LT_SPACE_MAX_CHOICES 16
+typedef struct lt_space {
+    lt_space_kind kind;
+    double lo, hi;                          /* uniform, loguniform, int, int log */
+    int n;                                  /* choice: number of values; fixed: 1 */
+    double values[LT_SPACE_MAX_CHOICES];    /* choice, fixed (optimizer: its lt_opt_kind) */
+} lt_space;
+/* Parse text for hyperparameter hp; errors name the flag, what was expected and what was found. */
+int lt_space_parse(lt_hp hp, const char *text, lt_space *out, lt_err *err);
+/* Canonical text of a space (parses back to the same space). */
+int lt_space_format(lt_hp hp, const lt_space *s, char *buf, size_t size);
+
+typedef struct lt_hparams {
+    double lr, weight_decay, momentum, dropout;
+    int batch, latent, epochs;
+    lt_opt_kind optimizer;
+} lt_hparams;
+double lt_hparams_get(const lt_hparams *h, lt_hp hp);
+void lt_hparams_set(lt_hparams *h, lt_hp hp, double v);
+/* One value as text: the optimizer's name, integers as integers, reals with %.10g. */
+int lt_hparam_format(lt_hp hp, double v, char *buf, size_t size);
+/* The hyperparameters of trial `trial` (0-based). Each one comes from its own
+ * stream lt_rng_for(seed, trial, hp), so a flag added or changed never moves the
+ * others; real values are rounded to 4 significant digits, so a table row can
+ * be rerun by hand with latent train. */
+void lt_space_draw(const lt_space space[LT_HP_COUNT], uint64_t seed, int trial, lt_hparams *out);
+
+/* Assign n images to k folds: a permutation drawn from seed, cut into k blocks
+ * whose sizes differ by at most one. fold_of[i] is image i's fold. */
+int lt_kfold(int n, int k, uint64_t seed, int *fold_of, lt_err *err);
+
+#define LT_SEARCH_MAX_FIXED 16
+typedef struct lt_search_config {
+    const char *out_dir;         /* results, the trials' runs, the refit model, the search state */
+    lt_space space[LT_HP_COUNT];
+    int n_fixed;                 /* > 0: run these trials instead of drawing (latent compare) */
+    lt_hparams fixed[LT_SEARCH_MAX_FIXED];
+    int trials, folds;
+    uint64_t seed;               /* trials' draws, fold assignment, every run's seed */
+    int limit;                   /* cross-validate on the first `limit` training images (0: all) */
+    int threads;
+    int refit;                   /* refit the best trial on all of them and score it on test */
+    int prune;                   /* median rule: stop a fold whose validation loss after an epoch
+                                    is above the median of earlier trials' at the same fold and epoch */
+    int prune_startup;           /* trials that must have reached that point before any pruning */
+    int prune_warmup;            /* epochs before the rule applies */
+    int resume;                  /* continue the search in out_dir */
+    volatile const int *stop;    /* non-zero: save every run and return LT_EINTR */
+    lt_dist *dist;               /* spread folds over the job's processes; NULL: this one */
+} lt_search_config;
+
+/* The defaults of `latent search`: the study's space (lr loguniform:1e-4:1e-2,
+ * batch choice:64,128,256, latent int:2:64, dropout uniform:0:0.2, weight decay
+ * 5e-5, adam, 40 epochs), 5 trials, 5 folds, seed 1, refit on. */
+void lt_search_config_default(lt_search_config *cfg);
+/* On resume: the settings stored in dir's search.json. */
+int lt_search_load_config(const char *dir, lt_search_config *cfg, lt_err *err);
+
+typedef enum { LT_FOLD_TODO, LT_FOLD_DONE, LT_FOLD_PRUNED, LT_FOLD_DIVERGED, LT_FOLD_SKIPPED } lt_fold_status;
+const char *lt_fold_status_name(lt_fold_status s);
+
+typedef struct lt_trial_result {
+    lt_hparams hp;
+    lt_fold_status status;       /* done, or the first of its folds that was not */
+    double *score;               /* [folds] final validation loss per fold (NaN unless done) */
+    double *curve;               /* [folds * hp.epochs] validation loss after each epoch (NaN: not run) */
+    double mean, std;            /* over folds (population std, as sklearn); NaN unless all done */
+    int rank;                    /* 1 = lowest mean; trials without a mean come last */
+    double seconds;              /* training time of its folds, over every invocation */
+} lt_trial_result;
+
+typedef struct lt_search_result {
+    int n_trials, folds;
+    lt_trial_result *trials;
+    int best;                    /* index of the best trial; -1 when none finished */
+    double test_mse;             /* of the refit model; NaN without refit */
+    double refit_seconds;
+    double seconds;              /* wall time of this invocation */
+} lt_search_result;
+void lt_search_result_free(lt_search_result *r);
+
+typedef struct lt_search_progress {
+    int trial, fold;             /* the unit of work (fold -1: the refit) */
+    int rank;                    /* process that ran it */
+    int unit_done;               /* 1: the unit finished (status, score, unit_seconds set);
+                                    0: live progress of a unit run by this process */
+    lt_fold_status status;
+    double score, unit_seconds;
+    int epoch, epochs, batch, batches;
+    double train_loss;
+    int epoch_done;              /* live progress after an epoch's validation (val_loss set) */
+    double val_loss;
+    int units_done, units;       /* fold runs of the whole search, done and in all */
+    double eta_seconds;          /* for the whole search, from this invocation's pace */
+} lt_search_progress;
+typedef void (*lt_search_progress_fn)(void *ctx, const lt_search_progress *p);
+
+/* Run the search: every trial's k folds (each an lt_train run in
+ * out_dir/trials/NNN/fold-K, so it resumes after an interruption), the table
+ * (results.csv, results.json in the style of sklearn's cv_results_), then the
+ * refit of the best trial on every image (out_dir/refit) scored on test (which
+ * may be NULL without refit). On every process of cfg->dist; process 0 hands
+ * out the folds, collects the results and writes the files, and only its
+ * result is filled. */
+int lt_search(const lt_search_config *cfg, const lt_dataset *train, const lt_dataset *test,
+              lt_search_progress_fn progress, void *ctx, lt_search_result *result, lt_err *err);
+
 /* ---- files ---- */
 /* Write a whole file atomically (temporary file in the same directory, fsync,
  * rename): readers see the old file or the new one, never half of one. */
 int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
 
 /* ---- images ---- */
 /* Tile n one-channel images (floats in [0,1], each h x w, contiguous) into
@@ -296,6 +450,183 @@ int lt_write_image_grid(const char *path, const float *images, int n, int h, int
                         int scale, lt_err *err);
 /* Write an 8-bit grayscale PNG atomically (temporary file, then rename). */
 int lt_png_write_gray(const char *path, const uint8_t *pixels, int width, int height, lt_err *err);
+
+/* ---- plots ----
+ * Figures drawn with cairo. The format follows the file name: ".png" or
+ * ".svg" (any case); another ending is LT_EINVAL. Files are written
+ * atomically (temporary file, then rename). An SVG also carries the title as
+ * its <title> element. Non-finite values, and values <= 0 on a log axis, are
+ * skipped (a line breaks there) and never move the axis ranges; a
+ * non-finite heatmap cell is drawn grey and annotated "n/a". */
+typedef struct lt_series {
+    const char *label;       /* legend entry; NULL for none */
+    const double *x, *y;     /* n points */
+    int n;
+    const double *lo, *hi;   /* optional shaded band (e.g. the spread over folds); both or NULL */
+} lt_series;
+
+/* Line chart of n_series curves, one colour each, with a legend; log_y: a logarithmic y axis. */
+int lt_plot_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                  const lt_series *series, int n_series, int log_y, lt_err *err);
+/* Scatter of n points, coloured by class cls[i] in [0, n_classes) with a
+ * legend "0", "1", ... (cls NULL: one colour). Optional marks (n_marks,
+ * may be 0) are drawn on top as discs numbered 1.. in order. */
+int lt_plot_scatter(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                    const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
+                    int n_marks, lt_err *err);
+/* The scatter with a legend of names (names[k] for class k; NULL entries
+ * fall back to the number) under the heading given (NULL: "class"). */
+int lt_plot_scatter_named(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                          const float *x, const float *y, const int *cls, int n, int n_classes,
+                          const char *const *names, const char *heading, lt_err *err);
+/* The same scatter with its n_marks (>= 1) numbered marks, beside a grid of
+ * the n_marks images (floats in [0,1], h x w each) numbered alike; note
+ * (may be NULL) is a line of text under the figure. */
+int lt_plot_map_digits(const char *path, const char *title, const char *xlabel, const char *ylabel, const float *x,
+                       const float *y, const int *cls, int n, int n_classes, const float *mark_x, const float *mark_y,
+                       int n_marks, const float *images, int h, int w, const char *note, lt_err *err);
+/* Heatmap of rows x cols values (row-major), e.g. a confusion matrix, with a
+ * colour bar; row_labels / col_labels may be NULL (then 0, 1, ...);
+ * annotate: print each value in its cell (integers without decimals). */
+int lt_plot_heatmap(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                    const char *const *row_labels, const char *const *col_labels, const double *values, int rows,
+                    int cols, int annotate, lt_err *err);
+
+/* ---- embeddings: PCA and t-SNE maps of codes or images ----
+ * Points are float rows [n, d]. Every result is bit-identical for the same
+ * input and seed whatever the thread count. */
+
+/* PCA through LAPACK. components holds k orthonormal rows of length d,
+ * largest variance first, each signed so its largest entry is positive. */
+typedef struct lt_pca {
+    int d, k;
+    float *mean;             /* [d] */
+    float *components;       /* [k, d] */
+    double *variance;        /* [k] variance along each component (divided by n - 1) */
+    double *variance_ratio;  /* [k] share of the total variance */
+    double total_variance;   /* trace of the covariance */
+} lt_pca;
+int lt_pca_fit(lt_pca *p, const float *x, int n, int d, int k, lt_err *err);
+/* y [n, k] = (x - mean) components^T. */
+int lt_pca_transform(const lt_pca *p, const float *x, int n, float *y, lt_err *err);
+/* The exact inverse map: x [n, d] = mean + y components (a point of the
+ * k-dimensional map goes back to the nearest point of the data space that
+ * projects onto it). */
+int lt_pca_inverse(const lt_pca *p, const float *y, int n, float *x, lt_err *err);
+void lt_pca_free(lt_pca *p);
+
+/* t-SNE (van der Maaten 2014) to 2-D: perplexity calibrated per point by
+ * binary search over its 3*perplexity nearest neighbours (exact: brute force
+ * through BLAS, or a vantage-point tree for low-dimensional inputs),
+ * symmetrised sparse affinities, Barnes-Hut repulsion, early exaggeration,
+ * momentum and per-coordinate gains, PCA initialisation. */
+typedef enum { LT_TSNE_INIT_PCA, LT_TSNE_INIT_RANDOM } lt_tsne_init;
+typedef enum { LT_KNN_AUTO, LT_KNN_BRUTE, LT_KNN_VPTREE } lt_knn_method;
+typedef struct lt_tsne_config {
+    double perplexity;         /* 30; needs n > 3 * perplexity */
+    int iters;                 /* 1000, early exaggeration included */
+    double theta;              /* Barnes-Hut accuracy, 0.5; 0 computes the repulsion exactly (O(n^2)) */
+    double exaggeration;       /* 12 */
+    int exaggeration_iters;    /* 250 */
+    double learning_rate;      /* 0: max(n / exaggeration / 4, 50), scikit-learn's "auto" */
+    double momentum, final_momentum; /* 0.5, then 0.8 after the exaggeration phase */
+    lt_tsne_init init;         /* PCA (scaled to standard deviation 1e-4) or random N(0, 1e-4^2) */
+    lt_knn_method knn;         /* AUTO: the tree for d <= 10, else brute force */
+    uint64_t seed;             /* random initialisation and the tree's vantage points */
+    int threads;               /* 0: OpenMP's default */
+    volatile const int *stop;  /* when *stop becomes non-zero, return LT_EINTR */
+} lt_tsne_config;
+void lt_tsne_config_default(lt_tsne_config *cfg);
+
+typedef struct lt_tsne_progress {
+    int iter, iters;           /* iterations done */
+    double kl;                 /* KL divergence of the map at this iteration (exaggeration removed) */
+    double seconds;            /* since the start, neighbours included */
+    double eta_seconds;
+} lt_tsne_progress;
+typedef void (*lt_tsne_progress_fn)(void *ctx, const lt_tsne_progress *p);
+
+typedef struct lt_tsne_result {
+    double kl;                 /* final KL divergence */
+    double seconds;            /* wall time in all */
+    double knn_seconds;        /* of which nearest neighbours and affinities */
+    double learning_rate;      /* the one used */
+    int neighbours;            /* nearest neighbours per point */
+    lt_knn_method knn;         /* the method used */
+} lt_tsne_result;
+
+/* y [n, 2] gets the map of x [n, d]. progress (may be NULL) is called every
+ * 50 iterations and at the end. */
+int lt_tsne(const lt_tsne_config *cfg, const float *x, int n, int d, float *y, lt_tsne_progress_fn progress,
+            void *ctx, lt_tsne_result *result, lt_err *err);
+
+/* How faithful a 2-D map y of x is: the leave-one-out accuracy of a k-NN
+ * majority vote of the labels in the map (ties: the label of the nearest
+ * neighbour among the tied ones), over all n points, and trustworthiness
+ * (Venna and Kaski 2001) with k neighbours against the input x. With
+ * n > max_points (> 0), trustworthiness is computed on a seeded sample of
+ * max_points points (both spaces restricted to the sample). */
+typedef struct lt_map_quality {
+    double knn_accuracy;
+    double trustworthiness;
+    int k;
+    int n_knn;                 /* points voted on: n */
+    int n_trust;               /* points trustworthiness was computed on: n, or max_points */
+} lt_map_quality;
+int lt_map_quality_score(const float *x, int n, int d, const float *y, const uint8_t *labels, int k,
+                         int max_points, uint64_t seed, int threads, lt_map_quality *q, lt_err *err);
+/* Trustworthiness T(k) of y [n, dy] for x [n, dx], all points, exactly. */
+int lt_trustworthiness(const float *x, int dx, const float *y, int dy, int n, int k, int threads, double *t,
+                       lt_err *err);
+
+/* Back from a 2-D map to the data: each query point q [nq, 2] becomes the
+ * average of the codes [n, d] of its k nearest points in coords [n, 2],
+ * weighted by 1 / (distance^2 + eps^2) (eps: 1e-3 of the map's extent, so a
+ * query on a point returns that point's code). out [nq, d]. */
+int lt_map_inverse_knn(const float *coords, const float *codes, int n, int d, const float *q, int nq, int k,
+                       float *out, lt_err *err);
+
+/* A map as `latent embed` leaves it and `latent generate` reads it: a
+ * safetensors file with tensors "coords" [n, 2] F32, "codes" [n, d] (F32
+ * latent codes, or U8 pixels for a map of images), "labels" [n] U8, "index"
+ * [n] I32 (the point's image in its split; "all" is train then test) and,
+ * for PCA, "pca_mean" [d] and "pca_components" [2, d]; metadata "format":
+ * "latent-map", "version": "1", "method", "input", "split", "params",
+ * "image_shape". */
+#define LT_MAP_FORMAT "latent-map"
+#define LT_MAP_VERSION "1"
+typedef struct lt_map {
+    char method[16];      /* "pca" or "tsne" */
+    char input[16];       /* "latent" or "pixels" */
+    char split[16];       /* "test", "train" or "all" */
+    char params[512];     /* the method's parameters, as text */
+    int n, d;
+    int h, w;             /* size of the images (metadata "image_shape" "HxW") */
+    float *coords;        /* [n, 2] */
+    float *codes;         /* [n, d]; pixels in [0, 1] for input "pixels" */
+    uint8_t *labels;      /* [n] */
+    int32_t *index;       /* [n] */
+    lt_pca pca;           /* method "pca": k = 2; else zeroed */
+} lt_map;
+int lt_map_save(const lt_map *m, const char *path, lt_err *err);
+/* Validates everything: format and version, shapes against each other, finite values. */
+int lt_map_load(lt_map *m, const char *path, lt_err *err);
+void lt_map_free(lt_map *m);
+
+/* TensorBoard projector files in dir: tensors.tsv (x [n, d]), metadata.tsv
+ * (columns label and index, with a header), sprite.png (the images [n, h*w]
+ * as bytes, in a square grid; left out when it would exceed TensorBoard's
+ * 8192 x 8192 limit, and *sprite is set to 0) and projector_config.pbtxt.
+ * Each file is written atomically. */
+int lt_projector_export(const char *dir, const char *tensor_name, const float *x, int n, int d,
+                        const uint8_t *labels, const int32_t *index, const uint8_t *images, int h, int w,
+                        int *sprite, lt_err *err);
+
+/* Write a whole file atomically (temporary file, fsync, rename): for the
+ * side files of figures and maps that the CLI composes as text. */
+int lt_write_file_atomic(const char *path, const void *data, size_t n, lt_err *err);
+/* Create a directory and any missing parents (mkdir -p). */
+int lt_mkdir_p(const char *path, lt_err *err);
 
 #ifdef __cplusplus
 }

@@ -191,6 +191,24 @@ static void test_signal_saves_run(void **state)
     free(dir);
 }
 
+/* A PNG that libpng reads, of a plausible size. */
+static int tu_png_ok(const char *path)
+{
+    uint8_t *px = NULL;
+    int w = 0, h = 0;
+    lt_err err = {0};
+    if (lt_png_read_gray(path, &px, &w, &h, &err)) {
+        /* Plots are in colour: the gray reader refuses them; check the signature instead. */
+        FILE *f = fopen(path, "rb");
+        unsigned char sig[8] = {0};
+        int ok = f && fread(sig, 1, 8, f) == 8 && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8);
+        if (f) fclose(f);
+        return ok;
+    }
+    free(px);
+    return w > 0 && h > 0;
+}
+
 /* Two tensors of two checkpoints, bit for bit. */
 static int same_tensor(const char *a, const char *b, const char *name)
 {
@@ -241,6 +259,15 @@ static void test_other_models(void **state)
             dir, dir, dir, common);
     if (rc) fail_msg("clf: %s", out);
     assert_non_null(strstr(out, "\"val_accuracy\""));
+    /* A classifier resumes like any run (and keeps its settings). */
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf --resume --epochs 3", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("clf resume: %s", out);
+    assert_non_null(strstr(out, "epoch 3/3"));
+    assert_non_null(strstr(out, "val acc"));
+    rc = sh(out, sizeof out, "%s train --data %s --out %s/clf_frozen --resume --epochs 3", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("frozen clf resume: %s", out);
+    snprintf(b, sizeof b, "%s/clf_frozen/model.safetensors", dir);
+    assert_true(same_tensor(a, b, "encoder.0.weight"));
     snprintf(b, sizeof b, "%s/clf/model.safetensors", dir);
     assert_false(same_tensor(a, b, "encoder.0.weight"));
     rc = sh(out, sizeof out, "%s eval %s --data %s --json --confusion %s/cm.csv", LATENT_CLI, b, dir, dir);
@@ -252,6 +279,14 @@ static void test_other_models(void **state)
     FILE *f = fopen(a, "r");
     assert_non_null(f);
     fclose(f);
+    rc = sh(out, sizeof out, "%s eval %s --data %s --confusion %s/cm.png", LATENT_CLI, b, dir, dir);
+    if (rc) fail_msg("clf eval --confusion png: %s", out);
+    snprintf(a, sizeof a, "%s/cm.png", dir);
+    assert_true(tu_png_ok(a));
+    rc = sh(out, sizeof out, "%s curves %s/clf %s/ae --out %s/curves.svg --log", LATENT_CLI, dir, dir, dir);
+    if (rc) fail_msg("curves: %s", out);
+    assert_int_equal(sh(out, sizeof out, "%s curves %s --out %s/c.png", LATENT_CLI, dir, dir), 1);
+    assert_non_null(strstr(out, "metrics.csv"));
     /* A classifier reconstructs nothing, and a VAE has no confusion matrix. */
     assert_int_equal(sh(out, sizeof out, "%s reconstruct %s --data %s --out %s/r.png", LATENT_CLI, b, dir, dir), 2);
 

@@ -33,5 +33,15 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_curves(int argc, char **argv);
+int cmd_study(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_interpolate(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+
+/* The MPI job this process belongs to (NULL outside train, search, compare). */
+lt_dist *cli_dist(void);
 
 #endif

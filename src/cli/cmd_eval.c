@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 
@@ -47,7 +48,17 @@ static int eval_classifier(lt_model *m, const lt_dataset *ds, int threads, int j
         per[i] = row ? (double)cm[(size_t)i * C + i] / (double)row : NAN;
     }
     if (!per) rc = 1;
-    if (!rc && confusion) {
+    const char *ext = confusion ? strrchr(confusion, '.') : NULL;
+    if (!rc && ext && (!strcasecmp(ext, ".png") || !strcasecmp(ext, ".svg"))) {
+        double *v = malloc(sizeof(double) * (size_t)C * C);
+        if (!v) rc = 1;
+        for (int i = 0; !rc && i < C * C; i++) v[i] = (double)cm[i];
+        char title[128];
+        snprintf(title, sizeof title, "Confusion matrix: test accuracy %.2f%% (%d images)", 100.0 * r.accuracy, ds->n);
+        if (!rc && (rc = lt_plot_heatmap(confusion, title, "predicted", "true label", NULL, NULL, v, C, C, 1, &err) ? 1 : 0))
+            fprintf(stderr, "latent eval: --confusion: %s\n", err.msg);
+        free(v);
+    } else if (!rc && confusion) {
         /* A table a spreadsheet opens: rows are true labels, columns predictions. */
         size_t cap = 64 + (size_t)C * C * 12, used = 0;
         char *csv = malloc(cap);
@@ -127,7 +138,7 @@ int cmd_eval(int argc, char **argv)
         {"--data", OPT_STRING, &data, "directory with IDX files (default: the MNIST cache)", 0, 0, 0},
         {"--threads", OPT_INT, &threads, "threads (default: all cores)", 1, 1024, 0},
         {"--json", OPT_FLAG, &json, "print the scores as one JSON object on stdout", 0, 0, 0},
-        {"--confusion", OPT_STRING, &confusion, "classifier: write the confusion matrix to FILE (.csv)", 0, 0, 0},
+        {"--confusion", OPT_STRING, &confusion, "classifier: write the confusion matrix to FILE (.csv table, .png or .svg plot)", 0, 0, 0},
         {"--nll", OPT_INT, &nll_k, "vae: importance-sampled NLL with K samples per image (e.g. 100)", 1, 100000, 0},
     };
     int rc = cli_parse("eval", usage, argc, argv, opts, 5, &ckpt, 1, &np);

@@ -231,6 +231,9 @@ int cmd_train(int argc, char **argv)
     cfg.stop = &stop_requested;
     cfg.init = init;
     cfg.freeze = freeze;
+    /* Under mpirun every process computes a slice of each batch; process 0 speaks for them. */
+    cfg.dist = cli_dist();
+    const int quiet = lt_dist_rank(cfg.dist) != 0;
 
     lt_dataset ds = {0};
     if (cli_load_split(data, "train", &ds)) return 1;
@@ -256,21 +259,25 @@ int cmd_train(int argc, char **argv)
         snprintf(what + used, sizeof what - used, ", noise ");
         lt_noise_format(&cfg.noise, what + strlen(what), sizeof what - strlen(what));
     }
-    fprintf(stderr, "%s %s: %s, %d epochs, batch %d, %s lr %g, weight decay %g, dropout %g, seed %llu, "
+    if (!quiet)
+        fprintf(stderr, "%s %s: %s, %d epochs, batch %d, %s lr %g, weight decay %g, dropout %g, seed %llu, "
             "%d training + %d validation images, %d thread(s)\n",
             resume ? "resuming" : "training", out, what,
             cfg.epochs, cfg.batch, lt_opt_name(cfg.optimizer), cfg.lr, cfg.weight_decay, cfg.dropout,
             (unsigned long long)cfg.seed, ntrain > 0 ? ntrain : 0, cfg.val,
             cfg.threads > 0 ? cfg.threads : omp_get_max_threads());
+    if (!quiet && lt_dist_size(cfg.dist) > 1)
+        fprintf(stderr, "data-parallel over %d MPI processes (each a slice of every batch)\n", lt_dist_size(cfg.dist));
     show s = {.tty = isatty(STDERR_FILENO)};
     lt_train_result res;
-    rc = lt_train(&cfg, &ds, progress, &s, &res, &err);
+    rc = lt_train(&cfg, &ds, quiet ? NULL : progress, &s, &res, &err);
     lt_dataset_free(&ds);
     if (rc) {
         if (s.tty) fputs("\r\033[K", stderr);
         fprintf(stderr, "latent train: %s\n", err.msg);
         return rc == LT_EINTR ? EXIT_INTERRUPTED : rc == LT_EINVAL ? EXIT_USAGE : 1;
     }
+    if (quiet) return 0;
     fprintf(stderr, "model saved to %s/model.safetensors (%.1fs)\n", out, res.seconds);
     if (json) {
         printf("{\"epochs\": %d, \"train_loss\": %.10g, ", res.epochs_done, res.train_loss);

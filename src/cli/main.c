@@ -13,13 +13,24 @@ static const char *usage =
     "Usage: latent COMMAND [options]\n"
     "\n"
     "Commands:\n"
+    "  study        the whole study in one command, with a report (latent study --help)\n"
     "  train        train a model: ae, dae, clf, cnn, vae (latent train --help)\n"
     "  eval         a checkpoint's scores on the test set\n"
+    "  search       random search of hyperparameters with k-fold cross-validation\n"
+    "  compare      optimizers side by side on the same folds and seeds\n"
     "  reconstruct  PNG grid of test digits above their reconstructions\n"
     "  sample       new digits from a VAE's prior, optionally scored by a classifier\n"
+    "  curves       loss curves of training runs (PNG or SVG)\n"
+    "  embed        PCA or t-SNE map of the codes (or pixels), with scores and plots\n"
+    "  generate     digits decoded from points picked on a map\n"
+    "  interpolate  digits decoded along the line between two test images' codes\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
     "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
+
+static lt_dist *dist;
+
+lt_dist *cli_dist(void) { return dist; }
 
 int main(int argc, char **argv)
 {
@@ -42,10 +53,25 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     int rc;
+    /* Under mpirun, the commands that spread work over processes join the job. */
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "search") || !strcmp(cmd, "compare")) {
+        lt_err err = {0};
+        if (lt_dist_init(&dist, &argc, &argv, &err)) {
+            fprintf(stderr, "latent %s: %s\n", cmd, err.msg);
+            return 1;
+        }
+    }
     if (!strcmp(cmd, "train")) rc = cmd_train(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "search")) rc = cmd_search(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "compare")) rc = cmd_compare(argc - 1, argv + 1);
     else if (!strcmp(cmd, "eval")) rc = cmd_eval(argc - 1, argv + 1);
     else if (!strcmp(cmd, "reconstruct")) rc = cmd_reconstruct(argc - 1, argv + 1);
     else if (!strcmp(cmd, "sample")) rc = cmd_sample(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "curves")) rc = cmd_curves(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "study")) rc = cmd_study(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "embed")) rc = cmd_embed(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "generate")) rc = cmd_generate(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "interpolate")) rc = cmd_interpolate(argc - 1, argv + 1);
     else {
         fprintf(stderr, "latent: unknown command '%s' (see latent --help)\n", cmd);
         rc = EXIT_USAGE;
@@ -54,5 +80,6 @@ int main(int argc, char **argv)
      * check, which suspends every thread, has been seen to crash in its own
      * tracer while parked OpenMP workers were still alive. */
     omp_pause_resource_all(omp_pause_hard);
+    lt_dist_finalize(dist);
     return rc;
 }

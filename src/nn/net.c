@@ -79,9 +79,14 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
             total += round64(l->out_size * max_batch);
         if (has_mask(l, train)) total += round64(l->out_size * max_batch);
     }
-    size_t per_chunk = round64(cols);
-    if (train) per_chunk += 2 * round64(maxsz * LT_CHUNK) + round64(m->n_params);
-    total += per_chunk * nch;
+    /* Every thread this machine can run may take a chunk at once; a call with
+     * more threads than that runs on n_slots. */
+    int nslots = omp_get_max_threads() > omp_get_num_procs() ? omp_get_max_threads() : omp_get_num_procs();
+    if (nslots > nch) nslots = nch;
+    if (nslots < 1) nslots = 1;
+    size_t per_slot = round64(cols) + (train ? 2 * round64(maxsz * LT_CHUNK) : 0);
+    total += per_slot * (size_t)nslots;
+    if (train) total += round64(m->n_params) * (size_t)nch;
     /* Targets (also for scoring in inference), labels and per-sample KL. */
     total += round64(in0 * max_batch) + round64((size_t)max_batch) /* labels: 4 per float */ + round64(2 * (size_t)max_batch);
     if (train) total += round64(m->n_params);
@@ -95,13 +100,14 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->act = lt_calloc((size_t)L + 1, sizeof(float *), err);
     ws->mask = lt_calloc((size_t)L, sizeof(float *), err);
     ws->chunks = lt_calloc((size_t)nch, sizeof(lt_chunk), err);
+    ws->slots = lt_calloc((size_t)nslots, sizeof(lt_chunk), err);
     ws->chunk_loss = lt_calloc((size_t)nch, sizeof(double), err);
     ws->chunk_kl = lt_calloc((size_t)nch, sizeof(double), err);
     ws->chunk_correct = lt_calloc((size_t)nch, sizeof(int), err);
     size_t bytes;
     float *p = NULL;
     if (lt_mul_size(total, sizeof(float), &bytes) == 0) p = lt_aligned_alloc(bytes, err);
-    if (!ws->act || !ws->mask || !ws->chunks || !ws->chunk_loss || !ws->chunk_kl || !ws->chunk_correct || !p) {
+    if (!ws->act || !ws->mask || !ws->chunks || !ws->slots || !ws->chunk_loss || !ws->chunk_kl || !ws->chunk_correct || !p) {
         free(p);
         lt_workspace_free(ws);
         return lt_errf(err, LT_ENOMEM, "out of memory for a batch of %d (%zu floats)", max_batch, total);
@@ -121,15 +127,16 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
         }
         if (has_mask(l, train)) ws->mask[i] = p, p += round64(l->out_size * max_batch);
     }
-    for (int c = 0; c < nch; c++) {
-        lt_chunk *ch = &ws->chunks[c];
-        ch->cols = p, p += round64(cols);
+    ws->n_slots = nslots;
+    for (int t = 0; t < nslots; t++) {
+        lt_chunk *sl = &ws->slots[t];
+        sl->cols = p, p += round64(cols);
         if (train) {
-            ch->d[0] = p, p += round64(maxsz * LT_CHUNK);
-            ch->d[1] = p, p += round64(maxsz * LT_CHUNK);
-            ch->grads = p, p += round64(m->n_params);
+            sl->d[0] = p, p += round64(maxsz * LT_CHUNK);
+            sl->d[1] = p, p += round64(maxsz * LT_CHUNK);
         }
     }
+    for (int c = 0; train && c < nch; c++) ws->chunks[c].grads = p, p += round64(m->n_params);
     ws->target = p, p += round64(in0 * max_batch);
     ws->labels = (uint8_t *)p, p += round64((size_t)max_batch);
     ws->kl = (double *)p, p += round64(2 * (size_t)max_batch);
@@ -145,6 +152,7 @@ void lt_workspace_free(lt_workspace *ws)
     free(ws->act);
     free(ws->mask);
     free(ws->chunks);
+    free(ws->slots);
     free(ws->chunk_loss);
     free(ws->chunk_kl);
     free(ws->chunk_correct);
@@ -199,7 +207,7 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
  * top]) down to the first trainable layer, adding parameter gradients into
  * s->grads. kl_scale: weight of a VAE's KL term in the loss. */
 static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n, int train, int top,
-                           float kl_scale, lt_chunk *s)
+                           float kl_scale, lt_chunk *s, float *grads)
 {
     int cur = 0;
     for (int i = top; i >= m->first_trainable; i--) {
@@ -210,8 +218,8 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
         const float *dout = s->d[cur];
         /* The input image, and a frozen part, need no gradient: skip that work. */
         float *dinp = i > m->first_trainable ? s->d[1 - cur] : NULL;
-        float *dw = l->frozen ? NULL : s->grads + l->w_off;
-        float *db = l->frozen ? NULL : s->grads + l->b_off;
+        float *dw = l->frozen ? NULL : grads + l->w_off;
+        float *db = l->frozen ? NULL : grads + l->b_off;
         size_t len = (size_t)n * l->out_size;
         switch (l->kind) {
         case LT_L_CONV:
@@ -248,14 +256,21 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
 
 static int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 
+/* Threads for a pass over the workspace: at most one per scratch slot. */
+static int ws_threads(const lt_workspace *ws, int threads)
+{
+    int t = resolve_threads(threads);
+    return t < ws->n_slots ? t : ws->n_slots;
+}
+
 void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to, int train,
                     uint64_t seed, uint64_t step, int threads)
 {
     const int nch = n_chunks(n);
-#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(ws_threads(ws, threads)) schedule(dynamic, 1)
     for (int c = 0; c < nch; c++) {
         int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
-        forward_chunk(m, ws, first, cn, from, to, train, seed, step, ws->chunks[c].cols);
+        forward_chunk(m, ws, first, cn, from, to, train, seed, step, ws->slots[omp_get_thread_num()].cols);
     }
 }
 
@@ -303,13 +318,14 @@ static int argmax_correct(const float *logits, const uint8_t *labels, int n, int
 static void loss_chunk(const lt_model *m, lt_workspace *ws, int c, int n, uint64_t seed, uint64_t step, int grad)
 {
     const int L = m->n_layers, first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
-    lt_chunk *s = &ws->chunks[c];
+    lt_chunk *s = &ws->slots[omp_get_thread_num()];
+    float *grads = ws->chunks[c].grads;
     const size_t osz = m->layers[L - 1].out_size;
     const float *y = ws->act[L] + (size_t)first * osz;
     const float *t = ws->target + (size_t)first * osz;
     float *dy = grad ? s->d[0] : NULL;
     int top = L - 1;
-    if (grad) memset(s->grads, 0, sizeof(float) * m->n_params);
+    if (grad) memset(grads, 0, sizeof(float) * m->n_params);
     forward_chunk(m, ws, first, cn, 0, L, grad, seed, step, s->cols);
     ws->chunk_kl[c] = 0.0;
     ws->chunk_correct[c] = 0;
@@ -334,7 +350,7 @@ static void loss_chunk(const lt_model *m, lt_workspace *ws, int c, int n, uint64
         for (int i = 0; i < cn; i++) ws->chunk_kl[c] += ws->kl[first + i];
         break;
     }
-    if (grad) backward_chunk(m, ws, first, cn, 1, top, 1.0f / (float)n, s);
+    if (grad) backward_chunk(m, ws, first, cn, 1, top, 1.0f / (float)n, s, grads);
 }
 
 lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step, int grad,
@@ -342,11 +358,20 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
 {
     const int nch = n_chunks(n);
     lt_chunk *cs = ws->chunks;
-    const int nt = resolve_threads(threads);
+    const int nt = ws_threads(ws, threads);
+    /* Data-parallel training: this process computes its share of the chunks, then exchange() fills in the rest. */
+    const int split = grad && ws->exchange && ws->parts > 1;
+    const int c0 = split ? nch * ws->part / ws->parts : 0, c1 = split ? nch * (ws->part + 1) / ws->parts : nch;
 #pragma omp parallel num_threads(nt)
     {
 #pragma omp for schedule(dynamic, 1)
-        for (int c = 0; c < nch; c++) loss_chunk(m, ws, c, n, seed, step, grad);
+        for (int c = c0; c < c1; c++) loss_chunk(m, ws, c, n, seed, step, grad);
+        if (split) {
+            /* One thread talks to the other processes (MPI_THREAD_FUNNELED). */
+#pragma omp master
+            ws->exchange(ws->exchange_ctx, ws, nch, m->n_params);
+#pragma omp barrier
+        }
         /* Sum the chunks' gradients in chunk order, whichever thread ran them. */
         if (grad) {
 #pragma omp for schedule(static)

@@ -74,10 +74,11 @@ int lt_param_shape(const lt_layer *l, int which, int64_t shape[4]);
  * fixed order, so results are bit-identical for any number of threads. */
 #define LT_CHUNK 32
 
-/* Scratch owned by one chunk. Activation gradients are per chunk, not per
- * batch: chunks run at different layers at the same moment, and layers differ
- * in size, so a shared batch-wide buffer would let one chunk's rows overlap
- * another's. */
+/* A chunk's forward and backward passes run back to back on one thread, so
+ * the scratch they use (convolution columns, activation gradients) belongs
+ * to the thread, not the chunk: memory grows with the cores, not the batch.
+ * Only parameter gradients are kept per chunk, to be summed in chunk order.
+ * Activation gradients ping-pong between two buffers of the largest layer. */
 typedef struct lt_chunk {
     float *cols;               /* convolution scratch (see scratch_off) */
     float *d[2];               /* ping-pong activation gradients */
@@ -96,13 +97,22 @@ typedef struct lt_workspace {
     int sample;                /* VAE: draw z in inference too (an ELBO estimate, not z = mean) */
     int fixed_eps;             /* VAE: use the noise already in the sample layer's buffer (tests) */
     double *kl;                /* VAE: per-sample KL divergence of the last forward */
-    lt_chunk *chunks;          /* n_chunks_max of them */
+    lt_chunk *chunks;          /* n_chunks_max of them: only .grads is set */
+    lt_chunk *slots;           /* n_slots of them, one per thread: .cols and .d */
+    int n_slots;
     size_t *scratch_off;       /* per layer: its scratch in a chunk's cols (training: one each) */
     double *chunk_loss;        /* per chunk: summed loss (VAE: reconstruction part) */
     double *chunk_kl;          /* VAE: summed KL */
     int *chunk_correct;        /* classifier: right answers */
     float *grad;               /* summed gradient of the batch */
     void *block;               /* everything above lives here */
+    /* Data-parallel training (src/dist): this process computes only chunks
+     * [nch*part/parts, nch*(part+1)/parts) of a batch, then exchange() fills
+     * every chunk's grads and chunk_loss from all processes, so the fixed-order
+     * sum below is the same as in one process. parts 0: all chunks here. */
+    int part, parts;
+    void (*exchange)(void *ctx, struct lt_workspace *ws, int nch, size_t n_params);
+    void *exchange_ctx;
 } lt_workspace;
 
 int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,

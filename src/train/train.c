@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "dist/dist.h"
 #include "io/safetensors.h"
 #include "nn/net.h"
 #include "optim/optim.h"
@@ -70,6 +71,23 @@ static int path_in(char *buf, size_t size, const char *dir, const char *name, lt
     return 0;
 }
 
+/* FNV-1a over the subset lists, so a resumed fold refuses another fold's images. */
+static void subset_hash(const lt_train_config *cfg, char *buf, size_t size)
+{
+    if (!cfg->train_idx) {
+        snprintf(buf, size, "none");
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    const int *lists[2] = {cfg->train_idx, cfg->val_idx};
+    const int counts[2] = {cfg->n_train, cfg->val_idx ? cfg->n_val : 0};
+    for (int l = 0; l < 2; l++) {
+        for (int i = 0; i < counts[l]; i++) h = (h ^ (uint32_t)lists[l][i]) * 0x100000001b3ull;
+        h = (h ^ 0xffffffffu) * 0x100000001b3ull;
+    }
+    snprintf(buf, size, "%d/%d/%016llx", counts[0], counts[1], (unsigned long long)h);
+}
+
 static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_optim *o,
                       const run_state *rs, lt_err *err)
 {
@@ -81,7 +99,7 @@ static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_op
     int ne = 1;
     static const char *slot_names[2] = {"optim.slot0", "optim.slot1"};
     for (int s = 0; s < lt_optim_slots(o); s++) e[ne++] = (lt_st_entry){slot_names[s], LT_DT_F32, 1, &n, o->slot[s]};
-    char v[20][64];
+    char v[21][64];
     snprintf(v[0], 64, "%d,%d,%d", m->c, m->h, m->w);
     snprintf(v[1], 64, "%.9g", m->dropout);
     snprintf(v[2], 64, "%d", rs->epoch);
@@ -100,12 +118,13 @@ static int save_state(const lt_train_config *cfg, const lt_model *m, const lt_op
     lt_likelihood_format(&m->lik, v[15], 64);
     snprintf(v[16], 64, "%d", m->first_trainable);
     snprintf(v[17], 64, "%lld", (long long)rs->correct);
+    subset_hash(cfg, v[18], 64);
     const char *meta[] = {"latent.state.format", STATE_FORMAT, "spec", m->spec, "input", v[0], "dropout", v[1],
                           "epoch", v[2], "batch", v[3], "step", v[4], "loss_sum", v[5], "batch_size", v[6],
                           "lr", v[7], "weight_decay", v[8], "momentum", v[9], "seed", v[10], "val", v[11],
                           "limit", v[12], "epochs", v[13], "noise", v[14], "likelihood", v[15],
                           "frozen", v[16], "correct", v[17], "model", lt_model_kind_name(m), "optimizer", lt_opt_name(o->kind),
-                          "metrics", rs->metrics};
+                          "metrics", rs->metrics ? rs->metrics : "", "subset", v[18]};
     return lt_st_write(path, e, ne, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
 }
 
@@ -136,12 +155,15 @@ int lt_train_load_config(const char *dir, lt_train_config *cfg, char *spec_buf, 
     cfg->epochs = atoi(get_meta(&f, "epochs", path, &rc, err));
     const char *noise = get_meta(&f, "noise", path, &rc, err);
     if (!rc && lt_noise_parse(noise, &cfg->noise, err)) rc = lt_errf(err, LT_EFORMAT, "%s: bad noise '%s'", path, noise);
-    const char *lik = get_meta(&f, "likelihood", path, &rc, err);
-    if (!rc && lt_likelihood_parse(lik, &cfg->likelihood, err))
-        rc = lt_errf(err, LT_EFORMAT, "%s: bad likelihood '%s'", path, lik);
     cfg->freeze = atoi(get_meta(&f, "frozen", path, &rc, err)) > 0;
     const char *kind = get_meta(&f, "model", path, &rc, err);
     cfg->model = !strcmp(kind, "clf") ? LT_MODEL_CLF : !strcmp(kind, "vae") ? LT_MODEL_VAE : LT_MODEL_AE;
+    /* Only a VAE's likelihood means anything (early classifier runs stored
+     * "gaussian:0" there). */
+    const char *lik = get_meta(&f, "likelihood", path, &rc, err);
+    if (cfg->model != LT_MODEL_VAE) cfg->likelihood = (lt_likelihood){0, 1.0f};
+    else if (!rc && lt_likelihood_parse(lik, &cfg->likelihood, err))
+        rc = lt_errf(err, LT_EFORMAT, "%s: bad likelihood '%s'", path, lik);
     if (!rc && opt < 0) rc = lt_errf(err, LT_EFORMAT, "%s: unknown optimizer in training state", path);
     if (!rc && strlen(spec) >= spec_size) rc = lt_errf(err, LT_EINVAL, "%s: spec too long", path);
     if (!rc) {
@@ -194,6 +216,14 @@ static int load_state(const lt_train_config *cfg, lt_model **mp, lt_optim *o, ru
     path_in(path, sizeof path, cfg->out_dir, STATE_FILE, err);
     lt_st_file f;
     if ((rc = lt_st_read(path, &f, err))) return rc;
+    const char *stored_subset = lt_st_meta(&f, "subset");
+    subset_hash(cfg, a, sizeof a);
+    if (strcmp(a, stored_subset ? stored_subset : "none")) {
+        rc = lt_errf(err, LT_EINVAL, "the training/validation images (%s) differ from those of the run in %s (%s); "
+                     "a resumed run keeps its settings", a, cfg->out_dir, stored_subset ? stored_subset : "none");
+        lt_st_free(&f);
+        return rc;
+    }
     int c = 0, h = 0, w = 0;
     if (sscanf(get_meta(&f, "input", path, &rc, err), "%d,%d,%d", &c, &h, &w) != 3 && !rc)
         rc = lt_errf(err, LT_EFORMAT, "%s: bad input shape", path);
@@ -247,13 +277,20 @@ static int checkpoint(const lt_train_config *cfg, const lt_model *m, const lt_op
                       lt_err *err)
 {
     char path[4096];
-    int rc = save_state(cfg, m, o, rs, err);
-    if (!rc) rc = path_in(path, sizeof path, cfg->out_dir, "model.safetensors", err);
-    if (!rc) rc = lt_model_save(m, path, err);
-    if (!rc) rc = path_in(path, sizeof path, cfg->out_dir, "metrics.csv", err);
-    if (!rc && rs->metrics) rc = lt_write_file_atomic(path, rs->metrics, strlen(rs->metrics), err);
-    return rc;
+    int rc = 0;
+    /* Data-parallel processes hold the same model: process 0 alone writes it. */
+    if (lt_dist_rank(cfg->dist) == 0) {
+        rc = save_state(cfg, m, o, rs, err);
+        if (!rc) rc = path_in(path, sizeof path, cfg->out_dir, "model.safetensors", err);
+        if (!rc) rc = lt_model_save(m, path, err);
+        if (!rc) rc = path_in(path, sizeof path, cfg->out_dir, "metrics.csv", err);
+        if (!rc && rs->metrics) rc = lt_write_file_atomic(path, rs->metrics, strlen(rs->metrics), err);
+    }
+    return lt_dist_agree(cfg->dist, rc, err);
 }
+
+/* A stop asked of any process stops them all at the same batch. */
+static int stop_now(const lt_train_config *cfg) { return lt_dist_any(cfg->dist, cfg->stop && *cfg->stop); }
 
 static int check_config(const lt_train_config *cfg, const lt_dataset *ds, lt_err *err)
 {
@@ -263,6 +300,21 @@ static int check_config(const lt_train_config *cfg, const lt_dataset *ds, lt_err
     if (cfg->val < 0 || cfg->val >= ds->n)
         return lt_errf(err, LT_EINVAL, "--val %d must leave training images (the training file has %d)", cfg->val, ds->n);
     if (cfg->limit < 0) return lt_errf(err, LT_EINVAL, "--limit must be >= 0, found %d", cfg->limit);
+    if (!cfg->train_idx && cfg->val_idx) return lt_errf(err, LT_EINVAL, "val_idx needs train_idx");
+    if (cfg->train_idx) {
+        if (cfg->val || cfg->limit)
+            return lt_errf(err, LT_EINVAL, "index subsets replace --val and --limit, which must be 0 (found %d and %d)",
+                           cfg->val, cfg->limit);
+        if (cfg->n_train <= 0 || cfg->n_val < 0 || (cfg->n_val > 0 && !cfg->val_idx))
+            return lt_errf(err, LT_EINVAL, "index subsets: %d training and %d validation images", cfg->n_train, cfg->n_val);
+        for (int l = 0; l < 2; l++) {
+            const int *idx = l ? cfg->val_idx : cfg->train_idx;
+            for (int i = 0, n = l ? cfg->n_val : cfg->n_train; i < n; i++)
+                if (idx[i] < 0 || idx[i] >= ds->n)
+                    return lt_errf(err, LT_EINVAL, "%s index %d is outside the training file of %d images",
+                                   l ? "validation" : "training", idx[i], ds->n);
+        }
+    }
     return 0;
 }
 
@@ -342,8 +394,9 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
 {
     int rc = check_config(cfg, ds, err);
     if (rc) return rc;
-    const int nval = cfg->val, pool = ds->n - nval;
-    const int ntrain = cfg->limit && cfg->limit < pool ? cfg->limit : pool;
+    const int subset = cfg->train_idx != NULL;
+    const int nval = subset ? cfg->n_val : cfg->val, pool = ds->n - cfg->val;
+    const int ntrain = subset ? cfg->n_train : cfg->limit && cfg->limit < pool ? cfg->limit : pool;
     const int nbatches = (ntrain + cfg->batch - 1) / cfg->batch;
     char path[4096];
     struct stat sb;
@@ -355,6 +408,8 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     if (!cfg->resume && have_state)
         return lt_errf(err, LT_EINVAL, "--out %s already holds a run: pass --resume to continue it, or choose another directory",
                        cfg->out_dir);
+    /* Every process has looked before process 0 writes the first checkpoint. */
+    if ((rc = lt_dist_barrier(cfg->dist, err))) return rc;
 
     lt_model *m = NULL;
     lt_optim opt = {0};
@@ -379,7 +434,11 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             opt.first = m->layers[i].w_off;
             break;
         }
+    if (!rc && cfg->train_idx && m->kind != LT_MODEL_AE)
+        rc = lt_errf(err, LT_ENOTSUP, "index subsets (cross-validation folds) are for autoencoders; this is a %s model",
+                     lt_model_kind_name(m));
     if (!rc) rc = lt_workspace_create(&ws, m, cfg->batch, 1, err);
+    if (!rc) lt_dist_attach(cfg->dist, ws);
     if (!rc && !(order = lt_malloc(sizeof(int) * (size_t)ntrain, err))) rc = LT_ENOMEM;
 
     const double t0 = now_seconds();
@@ -388,7 +447,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     lt_train_result res = {0};
     for (int epoch = rs.epoch; !rc && epoch < cfg->epochs; epoch++) {
         /* The data order of an epoch depends only on the seed and the epoch. */
-        for (int i = 0; i < ntrain; i++) order[i] = i;
+        for (int i = 0; i < ntrain; i++) order[i] = subset ? cfg->train_idx[i] : i;
         lt_rng r = lt_rng_for(cfg->seed, (uint64_t)epoch, 0x5EED, 0);
         lt_rng_shuffle(&r, order, (size_t)ntrain);
         const double e0 = now_seconds();
@@ -424,7 +483,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
                                  .eta_seconds = all / batches_run * (double)(total_batches - batches_run)};
                 progress(ctx, &p);
             }
-            if (cfg->stop && *cfg->stop && b + 1 < nbatches) {
+            if (stop_now(cfg) && b + 1 < nbatches) {
                 rc = checkpoint(cfg, m, &opt, &rs, err);
                 if (!rc) rc = lt_errf(err, LT_EINTR, "stopped at epoch %d, batch %d of %d; the run is saved in %s: "
                                       "continue it with --resume", epoch + 1, b + 1, nbatches, cfg->out_dir);
@@ -433,7 +492,11 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
         }
         if (rc) break;
         lt_eval_result ev = {NAN, NAN, NAN, NAN, NAN};
-        if (nval > 0 && (rc = lt_model_eval(m, ds, pool, nval, cfg->threads, &ev, NULL, err))) break;
+        /* A fold's validation images are a list: scored by reconstruction error (autoencoders only, checked above). */
+        if (nval > 0 && subset) rc = lt_model_eval_mse_idx(m, ds, cfg->val_idx, nval, cfg->threads, &ev.loss, err);
+        else if (nval > 0) rc = lt_model_eval(m, ds, pool, nval, cfg->threads, &ev, NULL, err);
+        if (rc) break;
+        if (subset) ev.mse = ev.loss;
         double val = ev.loss;
         double secs = now_seconds() - e0;
         res.train_loss = rs.loss_sum / ntrain;
@@ -458,7 +521,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
                              .eta_seconds = batches_run ? all / batches_run * (double)(total_batches - batches_run) : 0};
             progress(ctx, &p);
         }
-        if (cfg->stop && *cfg->stop && epoch + 1 < cfg->epochs) {
+        if (stop_now(cfg) && epoch + 1 < cfg->epochs) {
             rc = lt_errf(err, LT_EINTR, "stopped after epoch %d; the run is saved in %s: continue it with --resume",
                          epoch + 1, cfg->out_dir);
             break;
