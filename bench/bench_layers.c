@@ -1,10 +1,17 @@
-/* Per-layer and whole-step speed of the default autoencoder, in GFLOP/s and
- * as a share of this machine's peak.
+/* Per-layer and whole-step speed of latent's models, in GFLOP/s and as a
+ * share of this machine's peak.
  *
- *   build/bench_layers [--threads N] [--batch 256] [--latent 2] [--ghz 3.0]
+ *   build/bench_layers [--model ae] [--threads N] [--batch 256] [--latent 2] [--ghz 3.0]
  *   valgrind --tool=callgrind build/bench_layers --steps 3   (instruction counts)
  *   build/bench_layers --infer 1000 --threads N   (inference images/s, JSON)
+ *   build/bench_layers --infer 1000 --steps 5     (just 5 inference calls, for callgrind)
  *   build/bench_layers --info --latent D          (MFLOP per image and peak, JSON)
+ *
+ * --model picks the network as `latent train --model` builds it: ae and dae
+ * (the same network; the noise is added outside the step), vae (--latent is
+ * k, the encoder ends in 2k), clf (the autoencoder's encoder with a 10-class
+ * head) or cnn (the PyTorch MNIST example's CNN). --infer runs
+ * lt_model_reconstruct, or lt_model_predict for the classifiers.
  *
  * Each layer's forward and backward run on one chunk (LT_CHUNK samples) on
  * one thread, repeated for about 0.3 s, median of 5; the whole training step
@@ -90,6 +97,7 @@ static void run_layer(const job *j)
         case LT_L_DENSE: lt_dense_forward(out, in, w, b, j->n, l->in_c, l->out_c); break;
         case LT_L_RELU: lt_relu_forward(out, in, len); break;
         case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
+        case LT_L_MAXPOOL: lt_maxpool_forward(out, ws->mask[j->i], in, j->n, l->in_h, l->in_w, l->in_c, l->pool); break;
         default: break;
         }
     } else {
@@ -100,6 +108,9 @@ static void run_layer(const job *j)
         case LT_L_DENSE: lt_dense_backward(dinp, dw, db, c->d[0], in, w, j->n, l->in_c, l->out_c); break;
         case LT_L_RELU: if (dinp) lt_relu_backward(dinp, c->d[0], out, len); break;
         case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, c->d[0], out, len); break;
+        case LT_L_MAXPOOL:
+            if (dinp) lt_maxpool_backward(dinp, c->d[0], ws->mask[j->i], j->n, l->in_h, l->in_w, l->in_c, l->pool);
+            break;
         default: break;
         }
     }
@@ -136,12 +147,27 @@ static void infer_fn(const void *a)
 {
     const infer_job *j = a;
     lt_err err;
-    lt_model_reconstruct(j->m, j->x, j->n, j->y, j->threads, &err);
+    if (j->m->kind == LT_MODEL_CLF) lt_model_predict(j->m, j->x, j->n, j->y, j->threads, &err);
+    else lt_model_reconstruct(j->m, j->x, j->n, j->y, j->threads, &err);
+}
+
+/* The spec `latent train --model` trains (see src/train/train.c). */
+static int model_spec(char *spec, size_t size, const char *model, int latent)
+{
+    char ae[1024];
+    lt_err err;
+    if (!strcmp(model, "ae") || !strcmp(model, "dae")) return lt_default_spec(spec, size, latent);
+    if (!strcmp(model, "vae")) return lt_default_vae_spec(spec, size, latent);
+    if (!strcmp(model, "cnn")) return lt_mnist_cnn_spec(spec, size, 10);
+    if (!strcmp(model, "clf"))
+        return lt_default_spec(ae, sizeof ae, latent) || lt_classifier_spec(spec, size, ae, 10, &err) ? -1 : 0;
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
-    int threads = 1, batch = 256, latent = 2, steps = 0, infer = 0, info = 0;
+    int threads = 1, batch = 256, latent = 2, steps = 0, infer = 0, info = 0, latent_given = 0;
+    const char *model = "ae";
     double ghz = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
@@ -149,7 +175,8 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--infer")) infer = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--batch")) batch = atoi(v);
-        else if (!strcmp(a, "--latent")) latent = atoi(v);
+        else if (!strcmp(a, "--latent")) latent = atoi(v), latent_given = 1;
+        else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--ghz")) ghz = atof(v);
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else { fprintf(stderr, "bench_layers: unknown option %s\n", a); return 2; }
@@ -158,8 +185,12 @@ int main(int argc, char **argv)
     if (ghz <= 0) ghz = cpu_ghz();
     const int vf = vector_floats();
     const double core_peak = 2.0 * 2.0 * vf * ghz; /* GFLOP/s per core */
+    if (!strcmp(model, "vae") && !latent_given) latent = 3; /* latent train's default k */
     char spec[1024];
-    lt_default_spec(spec, sizeof spec, latent);
+    if (model_spec(spec, sizeof spec, model, latent)) {
+        fprintf(stderr, "bench_layers: --model: expected ae, dae, vae, clf or cnn, found '%s'\n", model);
+        return 2;
+    }
     lt_model *m;
     lt_workspace *ws;
     lt_err err = {0};
@@ -170,7 +201,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)batch * 784; i++) ws->act[0][i] = ws->target[i] = (float)((i * 7919) % 256) / 255.0f;
     lt_net_forward(m, ws, batch, 0, m->n_layers, 0, 0, 0, 1);
     /* Any non-zero upstream gradient will do for timing. */
-    for (size_t i = 0; i < (size_t)LT_CHUNK * 784; i++) ws->slots[0].d[0][i] = 1e-3f;
+    size_t maxsz = 784;
+    for (int i = 0; i < m->n_layers; i++) maxsz = m->layers[i].out_size > maxsz ? m->layers[i].out_size : maxsz;
+    for (size_t i = 0; i < (size_t)LT_CHUNK * maxsz; i++) ws->slots[0].d[0][i] = 1e-3f;
     const int n = batch < LT_CHUNK ? batch : LT_CHUNK;
     double macs = 0;
     for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);
@@ -184,6 +217,12 @@ int main(int argc, char **argv)
         float *x = malloc(sizeof(float) * 784 * (size_t)infer), *y = malloc(sizeof(float) * 784 * (size_t)infer);
         for (size_t i = 0; i < (size_t)infer * 784; i++) x[i] = (float)((i * 7919) % 256) / 255.0f;
         infer_job ij = {m, x, y, infer, threads};
+        if (steps > 0) {
+            /* A fixed amount of work, for callgrind or perf stat. */
+            for (int r = 0; r < steps; r++) infer_fn(&ij);
+            free(x), free(y);
+            return 0;
+        }
         double t = time_median(infer_fn, &ij);
         printf("{\"images_per_sec\": %.1f, \"gflops\": %.3f}\n", infer / t, 2 * macs * infer / t * 1e-9);
         free(x), free(y);
@@ -202,10 +241,11 @@ int main(int argc, char **argv)
     printf("%-10s %-16s %12s %9s %7s %12s %9s %7s\n", "layer", "type", "fwd us/img", "GFLOP/s", "%peak",
            "bwd us/img", "GFLOP/s", "%peak");
     double tf_all = 0, tb_all = 0;
-    static const char *kinds[] = {"Conv2d", "ConvTranspose2d", "Linear", "ReLU", "Sigmoid", "Dropout", "Flatten", "Unflatten"};
+    static const char *kinds[] = {"Conv2d", "ConvTranspose2d", "Linear", "ReLU", "Sigmoid", "Dropout", "Flatten", "Unflatten",
+                                  "MaxPool2d", "Sample"};
     for (int i = 0; i < m->n_layers; i++) {
         const lt_layer *l = &m->layers[i];
-        if (l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN || l->kind == LT_L_DROPOUT) continue;
+        if (l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN || l->kind == LT_L_DROPOUT || l->kind == LT_L_SAMPLE) continue;
         job jf = {m, ws, i, n, 0}, jb = {m, ws, i, n, 1};
         double tf = time_median(layer_fn, &jf) / n, tb = time_median(layer_fn, &jb) / n;
         tf_all += tf, tb_all += tb;

@@ -2,10 +2,11 @@
 """PyTorch training-throughput baseline for latent's benchmarks.
 
     OMP_WAIT_POLICY=PASSIVE bench/torch_train.py --threads T --batch B \
-        [--latent 2] [--limit N] [--epochs 1] [--dropout 0]
+        [--model ae] [--latent 2] [--limit N] [--epochs 1] [--dropout 0]
 
-Trains the same AutoEncoder as latent (tools/torchref.py) with
-Adam(lr=1e-3, weight_decay=5e-5) and MSE loss on MNIST train images
+Trains the same network as `latent train --model M` (bench/torch_models.py:
+ae, dae, vae, clf, cnn) with its loss and Adam with latent's defaults for that
+model (ae: lr=1e-3, weight_decay=5e-5; MSE loss) on MNIST train images
 (float32 / 255, first N with --limit), reshuffled each epoch by a
 torch.Generator seeded with 1, last partial batch included.  Only the training
 loop is timed: the images are loaded and converted to a float tensor up front.
@@ -24,17 +25,20 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from torchref import AutoEncoder, load_idx, mnist_file  # noqa: E402
+from torchref import load_idx, mnist_file  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_models  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description="PyTorch autoencoder training throughput")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--batch", type=int, required=True)
-    ap.add_argument("--latent", type=int, default=2)
+    ap.add_argument("--model", default="ae", choices=sorted(torch_models.OPTIM))
+    ap.add_argument("--latent", type=int, default=2, help="d (vae: k)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--dropout", type=float, default=0.0)
@@ -46,14 +50,15 @@ def main():
     torch.manual_seed(0)
 
     images = load_idx(mnist_file("train-images-idx3-ubyte", args.data))
+    labels = load_idx(mnist_file("train-labels-idx1-ubyte", args.data)).to(torch.int64)
     if args.limit:
-        images = images[:args.limit]
+        images, labels = images[:args.limit], labels[:args.limit]
     x_all = images.reshape(-1, 1, 28, 28).to(torch.float32) / 255.0
     n = len(x_all)
 
-    model = AutoEncoder(d=args.latent, p=args.dropout)
+    model, loss_fn = torch_models.build(args.model, args.latent, args.dropout)
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-5)
+    opt = torch.optim.Adam(model.parameters(), **torch_models.OPTIM[args.model])
     gen = torch.Generator().manual_seed(1)
 
     trained, loss = 0, torch.tensor(float("nan"))
@@ -61,15 +66,16 @@ def main():
     for _ in range(args.epochs):
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, args.batch):
-            x = x_all[perm[i:i + args.batch]]
+            idx = perm[i:i + args.batch]
+            x, t = x_all[idx], labels[idx]
             opt.zero_grad()
-            loss = F.mse_loss(model(x), x)
+            loss = loss_fn(model, x, t)
             loss.backward()
             opt.step()
             trained += len(x)
     seconds = time.perf_counter() - start
 
-    print(json.dumps({"framework": "pytorch", "threads": args.threads, "batch": args.batch,
+    print(json.dumps({"framework": "pytorch", "model": args.model, "threads": args.threads, "batch": args.batch,
                       "images": trained, "seconds": seconds,
                       "images_per_sec": trained / seconds, "final_loss": loss.item(),
                       "torch": torch.__version__}))

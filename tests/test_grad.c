@@ -306,6 +306,10 @@ static void test_conv2d(void **state)
     conv_case("conv 1->2 4x5 k5 s1 p2", (geo){1, 4, 5, 2, 5, 1, 2, 0, 4, 5}, 0, 1e-2f, TOL_LAYER);
     /* The mission's first layer. */
     conv_case("conv 1->8 7x7 k3 s2 p1 (mission)", (geo){1, 7, 7, 8, 3, 2, 1, 0, 4, 4}, 0, 1e-2f, TOL_LAYER);
+    /* One input channel and a multiple of 8 outputs take the direct kernel:
+     * the MNIST CNN's first layer, and one with a run-time kernel size. */
+    conv_case("conv 1->32 6x6 k3 s1 p0 (direct, CNN)", (geo){1, 6, 6, 32, 3, 1, 0, 0, 4, 4}, 0, 1e-2f, TOL_LAYER);
+    conv_case("conv 1->16 6x7 k5 s2 p2 (direct, k5)", (geo){1, 6, 7, 16, 5, 2, 2, 0, 3, 4}, 0, 1e-2f, TOL_LAYER);
     print_message("conv2d worst relative error %.2e\n", worst_seen);
 }
 
