@@ -518,13 +518,16 @@ void lt_pca_free(lt_pca *p);
 /* t-SNE (van der Maaten 2014) to 2-D: perplexity calibrated per point by
  * binary search over its 3*perplexity nearest neighbours (exact: brute force
  * through BLAS, or a vantage-point tree for low-dimensional inputs),
- * symmetrised sparse affinities, Barnes-Hut repulsion, early exaggeration,
+ * symmetrised sparse affinities, repulsion by FFT-accelerated interpolation
+ * (Linderman et al. 2019, as FIt-SNE) or Barnes-Hut, early exaggeration,
  * momentum and per-coordinate gains, PCA initialisation. */
 typedef enum { LT_TSNE_INIT_PCA, LT_TSNE_INIT_RANDOM } lt_tsne_init;
+typedef enum { LT_REPULSION_AUTO, LT_REPULSION_BH, LT_REPULSION_FFT } lt_tsne_repulsion;
 typedef enum { LT_KNN_AUTO, LT_KNN_BRUTE, LT_KNN_VPTREE } lt_knn_method;
 typedef struct lt_tsne_config {
     double perplexity;         /* 30; needs n > 3 * perplexity */
     int iters;                 /* 1000, early exaggeration included */
+    lt_tsne_repulsion repulsion; /* AUTO or BH: Barnes-Hut (exact when theta is 0); FFT: interpolation, theta unused */
     double theta;              /* Barnes-Hut accuracy, 0.5; 0 computes the repulsion exactly (O(n^2)) */
     double exaggeration;       /* 12 */
     int exaggeration_iters;    /* 250 */
@@ -553,6 +556,7 @@ typedef struct lt_tsne_result {
     double learning_rate;      /* the one used */
     int neighbours;            /* nearest neighbours per point */
     lt_knn_method knn;         /* the method used */
+    lt_tsne_repulsion repulsion; /* BH (theta 0: exact) or FFT */
 } lt_tsne_result;
 
 /* y [n, 2] gets the map of x [n, d]. progress (may be NULL) is called every

@@ -93,9 +93,8 @@ static float *clusters(int C, int M, int D, double spread, uint64_t seed, uint8_
     return x;
 }
 
-static void test_tsne_clusters_and_threads(void **state)
+static void tsne_clusters_and_threads(lt_tsne_repulsion rep)
 {
-    (void)state;
     enum { C = 5, M = 60, N = C * M, D = 12 };
     uint8_t labels[N];
     float *x = clusters(C, M, D, 1.0, 11, labels);
@@ -105,6 +104,7 @@ static void test_tsne_clusters_and_threads(void **state)
     cfg.perplexity = 10;
     cfg.iters = 500;
     cfg.threads = 1;
+    cfg.repulsion = rep;
     lt_tsne_result r1, r2;
     lt_err err = {0};
     if (lt_tsne(&cfg, x, N, D, y1, NULL, NULL, &r1, &err)) fail_msg("%s", err.msg);
@@ -113,11 +113,13 @@ static void test_tsne_clusters_and_threads(void **state)
     assert_memory_equal(y1, y2, sizeof(float) * 2 * N);
     assert_true(r1.kl == r2.kl);
     assert_int_equal(r1.neighbours, 30);
+    assert_int_equal(r1.repulsion, rep == LT_REPULSION_FFT ? LT_REPULSION_FFT : LT_REPULSION_BH);
     assert_true(r1.learning_rate == 50); /* max(300 / 12 / 4, 50) */
     lt_map_quality q;
     assert_int_equal(lt_map_quality_score(x, N, D, y1, labels, 10, 0, 1, 2, &q, &err), 0);
-    print_message("clusters: knn10 %.4f trust %.4f KL %.4f\n", q.knn_accuracy, q.trustworthiness, r1.kl);
-    if (q.knn_accuracy < 0.999 || q.trustworthiness < 0.9 || !(r1.kl < 1.0))
+    print_message("clusters (%s): knn10 %.4f trust %.4f KL %.4f\n", rep == LT_REPULSION_FFT ? "FFT" : "Barnes-Hut",
+                  q.knn_accuracy, q.trustworthiness, r1.kl);
+    if (q.knn_accuracy != 1.0 || q.trustworthiness < 0.9 || !(r1.kl < 1.0))
         fail_msg("separated clusters: knn10 %.4f, trustworthiness %.4f, KL %.4f", q.knn_accuracy, q.trustworthiness, r1.kl);
     assert_int_equal(q.n_knn, N);
     assert_int_equal(q.n_trust, N);
@@ -136,6 +138,75 @@ static void test_tsne_clusters_and_threads(void **state)
     x[5] = NAN;
     assert_int_equal(lt_tsne(&cfg, x, N, D, y2, NULL, NULL, &r2, &err), LT_EINVAL);
     free(x), free(y1), free(y2);
+}
+
+static void test_tsne_clusters_and_threads(void **state)
+{
+    (void)state;
+    tsne_clusters_and_threads(LT_REPULSION_BH);
+}
+
+static void test_tsne_fft_clusters_and_threads(void **state)
+{
+    (void)state;
+    tsne_clusters_and_threads(LT_REPULSION_FFT);
+}
+
+/* Relative error of the repulsive gradient term rep / Z (the only part the
+ * FFT changes) against the exact O(n^2) sums, and of Z itself. */
+static void fft_error(const double *y, int n, int p, double per_unit, int threads, double *grad_err, double *z_err)
+{
+    double *re = malloc(sizeof(double) * 2 * n), *ze = malloc(sizeof(double) * n);
+    double *rf = malloc(sizeof(double) * 2 * n), *zf = malloc(sizeof(double) * n);
+    lt_err err = {0};
+    assert_int_equal(lt_bh_repulsion(y, n, 0, threads, re, ze, &err), 0);
+    lt_fft_rep *w = lt_fft_rep_new(n, &err);
+    assert_non_null(w);
+    lt_fft_rep_set(w, p, per_unit);
+    if (lt_fft_repulsion(w, y, threads, rf, zf, &err)) fail_msg("%s", err.msg);
+    double z1 = 0, z2 = 0, num = 0, den = 0;
+    for (int i = 0; i < n; i++) z1 += ze[i], z2 += zf[i];
+    for (int i = 0; i < 2 * n; i++) {
+        double a = re[i] / z1, b = rf[i] / z2;
+        num += (a - b) * (a - b), den += a * a;
+    }
+    *grad_err = sqrt(num / den);
+    *z_err = fabs(z2 / z1 - 1);
+    lt_fft_rep_free(w);
+    free(re), free(ze), free(rf), free(zf);
+}
+
+static void test_tsne_fft_gradient(void **state)
+{
+    (void)state;
+    /* A map like t-SNE's: a few hundred points in clusters of unit scale, spread over about 40 units. */
+    enum { N = 400 };
+    double y[2 * N];
+    lt_rng r;
+    lt_rng_seed(&r, 7);
+    for (int i = 0; i < N; i++) {
+        double cx = 15 * cos(i % 7), cy = 15 * sin(i % 7) + (i % 3);
+        y[2 * i] = cx + lt_rng_normal(&r), y[2 * i + 1] = cy + lt_rng_normal(&r);
+    }
+    double g, z, g2, z2;
+    fft_error(y, N, 3, 1, 2, &g, &z);
+    print_message("FFT repulsion (3 nodes per box): gradient error %.2e, Z error %.2e\n", g, z);
+    /* FIt-SNE's defaults: about as accurate as Barnes-Hut with theta 0.5 (1e-2). */
+    if (g > 2e-2 || z > 2e-3) fail_msg("FFT repulsion off the exact one: gradient %.2e, Z %.2e", g, z);
+    /* Finer interpolation converges to the exact sums: the error is the interpolation's, not a bug's. */
+    fft_error(y, N, 5, 2, 2, &g2, &z2);
+    print_message("FFT repulsion (5 nodes, 2 boxes per unit): gradient error %.2e, Z error %.2e\n", g2, z2);
+    if (g2 > 1e-4 || z2 > 1e-4 || g2 > g / 10) fail_msg("finer FFT grid: gradient %.2e, Z %.2e", g2, z2);
+    /* The same sums for any thread count, bit for bit. */
+    double *a = malloc(sizeof(double) * 3 * N), *b = malloc(sizeof(double) * 3 * N);
+    lt_err err = {0};
+    for (int t = 1; t <= 2; t++) {
+        lt_fft_rep *w = lt_fft_rep_new(N, &err);
+        assert_int_equal(lt_fft_repulsion(w, y, t, (t == 1 ? a : b), (t == 1 ? a : b) + 2 * N, &err), 0);
+        lt_fft_rep_free(w);
+    }
+    assert_memory_equal(a, b, sizeof(double) * 3 * N);
+    free(a), free(b);
 }
 
 static void test_knn_methods_agree(void **state)
@@ -294,6 +365,13 @@ static void test_cli(void **state)
     }
     snprintf(p, sizeof p, "%s/tsne/projector/metadata.tsv", dir);
     assert_int_equal(count_lines(p), 201);
+    /* The FFT repulsion from the command line, and a bad choice of it. */
+    rc = tu_sh(out, sizeof out, "cd %s && %s embed %s --data . --method tsne --repulsion fft --perplexity 10 --iters 100 --out tsnefft --threads 2 --json",
+            dir, LATENT_CLI, ck);
+    if (rc) fail_msg("embed --repulsion fft failed: %s", out);
+    assert_non_null(strstr(out, "\"repulsion\": \"fft\""));
+    assert_int_equal(tu_sh(out, sizeof out, "cd %s && %s embed %s --data . --method tsne --repulsion fmm --out x", dir, LATENT_CLI, ck), 2);
+    assert_non_null(strstr(out, "--repulsion"));
     /* PCA of the raw pixels needs no checkpoint. */
     rc = tu_sh(out, sizeof out, "cd %s && %s embed - --input pixels --data . --method pca --out pca --json", dir, LATENT_CLI);
     if (rc) fail_msg("embed pca failed: %s", out);
@@ -361,6 +439,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pca_plane),          cmocka_unit_test(test_tsne_clusters_and_threads),
+        cmocka_unit_test(test_tsne_fft_clusters_and_threads), cmocka_unit_test(test_tsne_fft_gradient),
         cmocka_unit_test(test_knn_methods_agree),  cmocka_unit_test(test_trustworthiness_reference),
         cmocka_unit_test(test_map_inverse),        cmocka_unit_test(test_cli),
     };

@@ -214,14 +214,14 @@ int cmd_embed(int argc, char **argv)
     const char *usage =
         "Usage: latent embed CHECKPOINT --method pca|tsne --out DIR [--split test|train|all]\n"
         "                    [--input latent|pixels] [--pca-dims 50] [--perplexity 30] [--iters 1000]\n"
-        "                    [--seed 1] [--threads N] [--json]\n\n"
+        "                    [--repulsion bh|fft] [--theta 0.5] [--seed 1] [--threads N] [--json]\n\n"
         "Maps the codes of a split (or its raw pixels: --input pixels, CHECKPOINT -) to 2-D with\n"
-        "PCA or t-SNE (Barnes-Hut). t-SNE's input is first reduced to its --pca-dims first principal\n"
-        "components when it is wider. DIR receives map.safetensors (for latent generate),\n"
-        "coords.csv, map.png and map.svg, scores.json and projector/ (TensorBoard projector files).\n"
+        "PCA or t-SNE (repulsion by Barnes-Hut, or FFT-accelerated interpolation). t-SNE's input\n"
+        "is first reduced to its --pca-dims first principal components when it is wider. DIR\n"
+        "receives map.safetensors (for latent generate), coords.csv, map.png and map.svg, scores.json and projector/ (TensorBoard projector files).\n"
         "Scores: 10-NN label accuracy in the map over all points, and trustworthiness (k=10)\n"
         "against the (reduced) input, on a seeded sample of 5000 points for larger splits.";
-    const char *method = NULL, *out = NULL, *split = "test", *input = "latent", *data = NULL, *ckpt = NULL;
+    const char *method = NULL, *out = NULL, *split = "test", *repulsion = "bh", *input = "latent", *data = NULL, *ckpt = NULL;
     int pca_dims = 50, iters = 1000, threads = 0, json = 0, np = 0;
     double perplexity = 30, theta = 0.5;
     uint64_t seed = 1;
@@ -233,7 +233,8 @@ int cmd_embed(int argc, char **argv)
         {"--pca-dims", OPT_INT, &pca_dims, "t-SNE input reduced to this many components (default 50; 0: never)", 0, 100000, 0},
         {"--perplexity", OPT_DOUBLE, &perplexity, "t-SNE perplexity (default 30)", 1, 10000, 0},
         {"--iters", OPT_INT, &iters, "t-SNE iterations, 250 of them exaggerated (default 1000)", 1, 100000, 0},
-        {"--theta", OPT_DOUBLE, &theta, "Barnes-Hut accuracy (default 0.5; 0: exact, slow)", 0, 10, 0},
+        {"--repulsion", OPT_STRING, &repulsion, "t-SNE repulsion: bh (Barnes-Hut, default) or fft (FFT-accelerated interpolation)", 0, 0, 0},
+        {"--theta", OPT_DOUBLE, &theta, "Barnes-Hut accuracy (default 0.5; 0: exact, slow; otherwise only with --repulsion bh)", 0, 10, 0},
         {"--seed", OPT_U64, &seed, "seed (default 1)", 0, 9e18, 0},
         {"--threads", OPT_INT, &threads, "threads (default: all cores)", 1, 1024, 0},
         {"--data", OPT_STRING, &data, "directory with IDX files (default: the MNIST cache)", 0, 0, 0},
@@ -260,6 +261,10 @@ int cmd_embed(int argc, char **argv)
     }
     if (!one_of(input, "latent", "pixels", NULL)) {
         fprintf(stderr, "latent embed: --input: expected latent or pixels, found '%s'\n", input);
+        return EXIT_USAGE;
+    }
+    if (!one_of(repulsion, "bh", "fft", NULL)) {
+        fprintf(stderr, "latent embed: --repulsion: expected bh or fft, found '%s'\n", repulsion);
         return EXIT_USAGE;
     }
     const int pixels = !strcmp(input, "pixels"), tsne = !strcmp(method, "tsne");
@@ -337,6 +342,8 @@ int cmd_embed(int argc, char **argv)
         lt_tsne_config cfg;
         lt_tsne_config_default(&cfg);
         cfg.perplexity = perplexity, cfg.iters = iters, cfg.theta = theta, cfg.seed = seed, cfg.threads = threads;
+        /* --theta 0 asks for the exact repulsion, which is Barnes-Hut's path with theta 0. */
+        cfg.repulsion = !strcmp(repulsion, "bh") || theta == 0 ? LT_REPULSION_BH : LT_REPULSION_FFT;
         cfg.exaggeration_iters = iters < 250 ? iters : 250;
         cfg.stop = &cli_stop_requested;
         cli_catch_stop();
@@ -351,8 +358,12 @@ int cmd_embed(int argc, char **argv)
         seconds = now() - t0;
         cpu_seconds = cpu_now() - c0;
         kl = tr.kl;
-        snprintf(params, sizeof params, "perplexity %g, %d iterations, theta %g, learning rate %.4g, seed %llu", perplexity,
-                 iters, theta, tr.learning_rate, (unsigned long long)seed);
+        char how[64];
+        if (tr.repulsion == LT_REPULSION_FFT) snprintf(how, sizeof how, "FFT repulsion");
+        else if (theta > 0) snprintf(how, sizeof how, "Barnes-Hut theta %g", theta);
+        else snprintf(how, sizeof how, "exact repulsion");
+        snprintf(params, sizeof params, "perplexity %g, %d iterations, %s, learning rate %.4g, seed %llu", perplexity,
+                 iters, how, tr.learning_rate, (unsigned long long)seed);
         snprintf(title, sizeof title, "t-SNE of %s: %s", what, params);
     } else if (!rc) {
         if (lt_pca_fit(&map.pca, codes, n, d, 2, &err) || lt_pca_transform(&map.pca, codes, n, coords, &err)) {
@@ -427,9 +438,10 @@ int cmd_embed(int argc, char **argv)
         sb_printf(&js, ", \"knn10\": %.6f, \"knn_points\": %d, \"trustworthiness\": %.6f, \"trustworthiness_points\": %d, ",
                   q.knn_accuracy, q.n_knn, q.trustworthiness, q.n_trust);
         if (tsne)
-            sb_printf(&js, "\"perplexity\": %g, \"iters\": %d, \"theta\": %g, \"learning_rate\": %.6g, \"neighbours\": %d, "
-                           "\"knn_method\": \"%s\", \"knn_seconds\": %.3f, ",
-                      perplexity, iters, theta, tr.learning_rate, tr.neighbours, tr.knn == LT_KNN_VPTREE ? "vptree" : "brute",
+            sb_printf(&js, "\"perplexity\": %g, \"iters\": %d, \"repulsion\": \"%s\", \"theta\": %g, \"learning_rate\": %.6g, "
+                           "\"neighbours\": %d, \"knn_method\": \"%s\", \"knn_seconds\": %.3f, ",
+                      perplexity, iters,
+                      tr.repulsion == LT_REPULSION_FFT ? "fft" : theta > 0 ? "bh" : "exact", theta, tr.learning_rate, tr.neighbours, tr.knn == LT_KNN_VPTREE ? "vptree" : "brute",
                       tr.knn_seconds);
         sb_printf(&js, "\"seed\": %llu, \"checkpoint\": ", (unsigned long long)seed);
         json_str(&js, pixels ? "-" : ckpt);

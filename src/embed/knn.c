@@ -75,7 +75,14 @@ static void finish(const float *x, int d, int i, cand *h, int k, int *idx, float
     }
 }
 
+/* Query blocks of QB rows against column tiles of JB points: the tile of
+ * distances (QB x JB floats, 1 MiB) stays in cache between the product and
+ * the scan, where a whole row block (QB x n) would not for large n. The scan
+ * first tests a run of SCAN candidates at once against the current k-th
+ * distance (a loop the compiler vectorises); most runs have none nearer. */
 #define QB 64
+#define JB 4096
+#define SCAN 16
 
 int lt_knn_exact(const float *x, int n, int d, int k, int threads, int *idx, float *dist2, lt_err *err)
 {
@@ -92,33 +99,50 @@ int lt_knn_exact(const float *x, int n, int d, int k, int threads, int *idx, flo
     int failed = 0;
 #pragma omp parallel num_threads(threads > 0 ? threads : omp_get_max_threads())
     {
-        float *dots = malloc(sizeof(float) * QB * (size_t)n);
-        cand *h = malloc(sizeof(cand) * k);
-        if (!dots || !h) {
+        float *dots = malloc(sizeof(float) * QB * (size_t)JB);
+        cand *h = malloc(sizeof(cand) * (size_t)k * QB);
+        int *size = malloc(sizeof(int) * QB);
+        if (!dots || !h || !size) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < nb; b++) {
-            if (!dots || !h) continue;
+            if (!dots || !h || !size) continue;
             int i0 = b * QB, bn = n - i0 < QB ? n - i0 : QB;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, n, d, 1.0f, x + (size_t)i0 * d, d, x, d, 0.0f,
-                        dots, n);
-            for (int r = 0; r < bn; r++) {
-                const int i = i0 + r;
-                const float *row = dots + (size_t)r * n;
-                int size = 0;
-                for (int j = 0; j < n; j++) {
-                    if (j == i) continue;
-                    float dd = sq[i] + sq[j] - 2.0f * row[j];
-                    if (size == k && dd > h[0].d) continue; /* the common case, before any call */
-                    heap_push(h, &size, k, (cand){dd, j});
+            for (int r = 0; r < bn; r++) size[r] = 0;
+            for (int j0 = 0; j0 < n; j0 += JB) {
+                const int jn = n - j0 < JB ? n - j0 : JB;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, jn, d, 1.0f, x + (size_t)i0 * d, d,
+                            x + (size_t)j0 * d, d, 0.0f, dots, jn);
+                for (int r = 0; r < bn; r++) {
+                    const int i = i0 + r;
+                    float *row = dots + (size_t)r * jn;
+                    cand *hr = h + (size_t)r * k;
+                    /* The same float expression as a scalar loop would compute, element by element. */
+                    for (int j = 0; j < jn; j++) row[j] = sq[i] + sq[j0 + j] - 2.0f * row[j];
+                    if (i >= j0 && i < j0 + jn) row[i - j0] = INFINITY;
+                    for (int js = 0; js < jn; js += SCAN) {
+                        const int je = jn - js < SCAN ? jn : js + SCAN;
+                        if (size[r] == k) {
+                            const float thr = hr[0].d;
+                            int any = 0;
+                            for (int j = js; j < je; j++) any |= row[j] <= thr;
+                            if (!any) continue;
+                        }
+                        for (int j = js; j < je; j++) {
+                            if (j0 + j == i) continue;
+                            if (size[r] == k && row[j] > hr[0].d) continue;
+                            heap_push(hr, &size[r], k, (cand){row[j], j0 + j});
+                        }
+                    }
                 }
-                finish(x, d, i, h, k, idx, dist2);
             }
+            for (int r = 0; r < bn; r++) finish(x, d, i0 + r, h + (size_t)r * k, k, idx, dist2);
         }
         free(dots);
         free(h);
+        free(size);
     }
     free(sq);
     if (failed) return lt_errf(err, LT_ENOMEM, "nearest neighbours: out of memory for %d points", n);
