@@ -8,7 +8,8 @@
 #include "cli/cli.h"
 
 static const char *usage =
-    "latent " LATENT_VERSION " - convolutional autoencoders on MNIST-like images\n"
+    "latent " LATENT_VERSION " - unsupervised learning on MNIST-like images: autoencoders, VAEs,\n"
+    "classifiers from their encoders, maps of their codes\n"
     "\n"
     "Usage: latent COMMAND [options]\n"
     "\n"
