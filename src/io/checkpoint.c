@@ -188,6 +188,11 @@ done:
 
 int lt_model_init_from(lt_model *m, const char *path, int *copied, lt_err *err)
 {
+    return lt_model_init_from_layers(m, path, copied, NULL, err);
+}
+
+int lt_model_init_from_layers(lt_model *m, const char *path, int *copied, int *last_layer, lt_err *err)
+{
     lt_st_file f;
     int rc = lt_st_read(path, &f, err);
     if (rc) return rc;
@@ -213,6 +218,7 @@ int lt_model_init_from(lt_model *m, const char *path, int *copied, lt_err *err)
             }
             memcpy(m->params + (which ? l->b_off : l->w_off), t->data, t->nbytes);
             n++;
+            if (last_layer) *last_layer = i;
         }
     }
     if (!rc && n == 0)

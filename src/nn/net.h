@@ -57,6 +57,10 @@ struct lt_model {
     struct lt_workspace *infer; /* lazily made workspace for inference */
 };
 
+/* lt_model_init_from that also tells the index of the last layer it filled
+ * (fine-tuning freezes through it); *last_layer is left as is when none. */
+int lt_model_init_from_layers(lt_model *m, const char *path, int *copied, int *last_layer, lt_err *err);
+
 /* Parse spec into layers and infer shapes (no allocation of parameters). */
 int lt_spec_parse(lt_model *m, const char *spec, lt_err *err);
 

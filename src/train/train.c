@@ -365,22 +365,10 @@ static int create_model(const lt_train_config *cfg, const lt_dataset *ds, lt_mod
     }
     if (!rc && cfg->freeze && !cfg->init) rc = lt_errf(err, LT_EINVAL, "--freeze needs --init: there is nothing pretrained to freeze");
     if (!rc && cfg->init) {
-        int copied = 0;
-        rc = lt_model_init_from(m, cfg->init, &copied, err);
-        if (!rc && cfg->freeze) {
-            /* Freeze through the last layer that received pretrained weights. */
-            int last = -1;
-            lt_st_file f;
-            if (!(rc = lt_st_read(cfg->init, &f, err))) {
-                for (int i = 0; i < m->n_layers; i++) {
-                    char name[64];
-                    lt_param_name(&m->layers[i], 0, name, sizeof name);
-                    if (m->layers[i].w_len && lt_st_find(&f, name)) last = i;
-                }
-                lt_st_free(&f);
-                rc = lt_model_freeze(m, last + 1, err);
-            }
-        }
+        int copied = 0, last = -1;
+        rc = lt_model_init_from_layers(m, cfg->init, &copied, &last, err);
+        /* Freeze through the last layer that received pretrained weights. */
+        if (!rc && cfg->freeze) rc = lt_model_freeze(m, last + 1, err);
     }
     if (rc) {
         lt_model_free(m);
