@@ -209,6 +209,52 @@ static void test_tsne_fft_gradient(void **state)
     free(a), free(b);
 }
 
+/* Barnes-Hut's repulsion (grouped lists, single precision) against the exact
+ * O(n^2) sums in double: close with theta 0.5, float rounding only with
+ * theta 0, the same bits for any thread count. All-zero or garbage forces
+ * fail the first comparison. */
+static void test_tsne_bh_gradient(void **state)
+{
+    (void)state;
+    enum { N = 1500 };
+    double *y = malloc(sizeof(double) * 2 * N), *ex = malloc(sizeof(double) * 3 * N);
+    double *a = malloc(sizeof(double) * 3 * N), *b = malloc(sizeof(double) * 3 * N);
+    lt_rng r;
+    lt_rng_seed(&r, 11);
+    for (int i = 0; i < N; i++) {
+        double cx = 30 * cos(i % 9), cy = 25 * sin(i % 9) + (i % 4);
+        y[2 * i] = cx + 2 * lt_rng_normal(&r), y[2 * i + 1] = cy + lt_rng_normal(&r);
+    }
+    for (int i = 0; i < N; i++) {
+        double fx = 0, fy = 0, z = 0;
+        for (int j = 0; j < N; j++) {
+            if (j == i) continue;
+            double dx = y[2 * i] - y[2 * j], dy = y[2 * i + 1] - y[2 * j + 1], w = 1 / (1 + dx * dx + dy * dy);
+            z += w, fx += w * w * dx, fy += w * w * dy;
+        }
+        ex[2 * i] = fx, ex[2 * i + 1] = fy, ex[2 * N + i] = z;
+    }
+    lt_err err = {0};
+    const double thetas[2] = {0.5, 0};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(lt_bh_repulsion(y, N, thetas[k], 1, a, a + 2 * N, &err), 0);
+        double z1 = 0, z2 = 0, num = 0, den = 0;
+        for (int i = 0; i < N; i++) z1 += ex[2 * N + i], z2 += a[2 * N + i];
+        for (int i = 0; i < 2 * N; i++) {
+            double u = ex[i] / z1, v = a[i] / z2;
+            num += (u - v) * (u - v), den += u * u;
+        }
+        double g = sqrt(num / den), ze = fabs(z2 / z1 - 1);
+        print_message("Barnes-Hut repulsion, theta %g: gradient error %.2e, Z error %.2e\n", thetas[k], g, ze);
+        /* Barnes-Hut with theta 0.5 is good to about 1e-2 on the forces and a few 1e-3 on Z. */
+        const double tol = k == 0 ? 1e-2 : 1e-5, ztol = k == 0 ? 5e-3 : 1e-6;
+        if (!(g < tol) || !(ze < ztol)) fail_msg("theta %g: gradient error %.2e, Z error %.2e", thetas[k], g, ze);
+        assert_int_equal(lt_bh_repulsion(y, N, thetas[k], 2, b, b + 2 * N, &err), 0);
+        assert_memory_equal(a, b, sizeof(double) * 3 * N);
+    }
+    free(y), free(ex), free(a), free(b);
+}
+
 static void test_knn_methods_agree(void **state)
 {
     (void)state;
@@ -439,7 +485,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pca_plane),          cmocka_unit_test(test_tsne_clusters_and_threads),
-        cmocka_unit_test(test_tsne_fft_clusters_and_threads), cmocka_unit_test(test_tsne_fft_gradient),
+        cmocka_unit_test(test_tsne_fft_clusters_and_threads), cmocka_unit_test(test_tsne_fft_gradient), cmocka_unit_test(test_tsne_bh_gradient),
         cmocka_unit_test(test_knn_methods_agree),  cmocka_unit_test(test_trustworthiness_reference),
         cmocka_unit_test(test_map_inverse),        cmocka_unit_test(test_cli),
     };

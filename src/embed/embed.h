@@ -23,13 +23,19 @@ int lt_knn_vptree(const float *x, int n, int d, int k, int threads, uint64_t see
  * sum_j (y_i - y_j) / (1 + |y_i - y_j|^2)^2 and zi [n] sum_j 1 / (1 + |y_i - y_j|^2),
  * over j != i. By FFT-accelerated interpolation (workspace kept across
  * iterations; fft_repulsion.c) or by Barnes-Hut (theta > 0) / exactly
- * (theta 0) (tsne.c). Both are bit-identical for any thread count. */
+ * (theta 0) (bh.c). Both are bit-identical for any thread count. */
 typedef struct lt_fft_rep lt_fft_rep;
 lt_fft_rep *lt_fft_rep_new(int n, lt_err *err);
 void lt_fft_rep_free(lt_fft_rep *w);
 /* Interpolation nodes per box (3) and boxes per unit of map length (1). */
 void lt_fft_rep_set(lt_fft_rep *w, int p, double per_unit);
 int lt_fft_repulsion(lt_fft_rep *w, const double *y, int threads, double *rep, double *zi, lt_err *err);
+/* Barnes-Hut (bh.c): a workspace kept across iterations, lt_bh_step for one
+ * map; lt_bh_repulsion does both for a single call. */
+typedef struct lt_bh lt_bh;
+lt_bh *lt_bh_new(int n, lt_err *err);
+void lt_bh_free(lt_bh *t);
+int lt_bh_step(lt_bh *t, const double *y, double theta, int threads, double *rep, double *zi, lt_err *err);
 int lt_bh_repulsion(const double *y, int n, double theta, int threads, double *rep, double *zi, lt_err *err);
 
 /* Seeded sample of m distinct indices of [0, n), sorted. */

@@ -4,9 +4,10 @@
  *    the Gaussian's precision found by binary search so that the row's
  *    perplexity is the one asked for; symmetrised and normalised to sum 1;
  *  - gradient descent on KL(P||Q) with Student-t similarities in the map:
- *    exact attraction over the sparse P, Barnes-Hut repulsion over a
- *    quadtree (a cell of width w at distance r stands for its points when
- *    w/r < theta), or FFT-accelerated interpolation (fft_repulsion.c);
+ *    exact attraction over the sparse P (single precision, 8 lanes at a
+ *    time), Barnes-Hut repulsion over a quadtree (a cell of width w at
+ *    distance r stands for its points when w/r < theta; bh.c), or
+ *    FFT-accelerated interpolation (fft_repulsion.c);
  *  - early exaggeration (P times 12 for 250 iterations), momentum 0.5 then
  *    0.8, per-coordinate gains (+0.2 / *0.8, at least 0.01), learning rate
  *    max(n / exaggeration / 4, 50), PCA initialisation scaled to standard
@@ -167,177 +168,78 @@ static int symmetrise(const int *nbr, const double *pc, int n, int k, int thread
     return rc;
 }
 
-/* ---- Barnes-Hut quadtree ---- */
-
-#define LEAF_SIZE 8
-#define MAX_DEPTH 48
-
-typedef struct qnode {
-    double cx, cy; /* centre of mass */
-    double w2;     /* squared side of the cell */
-    int count;
-    int child;     /* first of 4 consecutive children, or -1 for a leaf */
-    int lo, hi;    /* the leaf's points: positions lo..hi-1 in tree order */
-} qnode;
-
-typedef struct qtree {
-    qnode *nodes;
-    int n_nodes, cap;
-    int *order;     /* point indices in tree order */
-    int *scratch;
-    double *px, *py; /* coordinates in tree order */
-} qtree;
-
-static int new_nodes(qtree *t, int k)
-{
-    if (t->n_nodes + k > t->cap) {
-        int cap = t->cap ? t->cap * 2 : 1024;
-        while (cap < t->n_nodes + k) cap *= 2;
-        qnode *p = realloc(t->nodes, sizeof(qnode) * cap);
-        if (!p) return -1;
-        t->nodes = p;
-        t->cap = cap;
-    }
-    int id = t->n_nodes;
-    t->n_nodes += k;
-    return id;
-}
-
-/* Build the subtree of order[lo..hi) in the square cell at (x0, y0) of side s. */
-static int build(qtree *t, const double *y, int id, int lo, int hi, double x0, double y0, double s, int depth)
-{
-    qnode *nd = &t->nodes[id];
-    nd->w2 = s * s;
-    nd->count = hi - lo;
-    nd->child = -1;
-    nd->lo = lo, nd->hi = hi;
-    if (hi - lo <= LEAF_SIZE || depth >= MAX_DEPTH) {
-        double sx = 0, sy = 0;
-        for (int a = lo; a < hi; a++) sx += y[2 * t->order[a]], sy += y[2 * t->order[a] + 1];
-        nd->cx = hi > lo ? sx / (hi - lo) : 0;
-        nd->cy = hi > lo ? sy / (hi - lo) : 0;
-        return 0;
-    }
-    /* Partition into the quadrants (SW, SE, NW, NE), keeping the order within each. */
-    const double mx = x0 + s / 2, my = y0 + s / 2;
-    int cnt[4] = {0, 0, 0, 0};
-    for (int a = lo; a < hi; a++) {
-        const double *p = y + 2 * t->order[a];
-        cnt[(p[0] >= mx) + 2 * (p[1] >= my)]++;
-    }
-    int start[4] = {lo, lo + cnt[0], lo + cnt[0] + cnt[1], lo + cnt[0] + cnt[1] + cnt[2]}, pos[4];
-    memcpy(pos, start, sizeof pos);
-    for (int a = lo; a < hi; a++) {
-        const double *p = y + 2 * t->order[a];
-        t->scratch[pos[(p[0] >= mx) + 2 * (p[1] >= my)]++] = t->order[a];
-    }
-    memcpy(t->order + lo, t->scratch + lo, sizeof(int) * (hi - lo));
-    int c = new_nodes(t, 4);
-    if (c < 0) return -1;
-    t->nodes[id].child = c; /* nd may have moved with realloc */
-    double sx = 0, sy = 0;
-    for (int q = 0; q < 4; q++) {
-        int e = q < 3 ? start[q + 1] : hi;
-        if (build(t, y, c + q, start[q], e, q & 1 ? mx : x0, q & 2 ? my : y0, s / 2, depth + 1)) return -1;
-        const qnode *ch = &t->nodes[c + q];
-        sx += ch->cx * ch->count;
-        sy += ch->cy * ch->count;
-    }
-    t->nodes[id].cx = sx / (hi - lo);
-    t->nodes[id].cy = sy / (hi - lo);
-    return 0;
-}
-
-static int tree_build(qtree *t, const double *y, int n)
-{
-    double x0 = y[0], x1 = y[0], y0 = y[1], y1 = y[1];
-    for (int i = 1; i < n; i++) {
-        x0 = fmin(x0, y[2 * i]), x1 = fmax(x1, y[2 * i]);
-        y0 = fmin(y0, y[2 * i + 1]), y1 = fmax(y1, y[2 * i + 1]);
-    }
-    double s = fmax(x1 - x0, y1 - y0);
-    s = s > 0 ? s * (1 + 1e-9) + 1e-300 : 1;
-    t->n_nodes = 0;
-    for (int i = 0; i < n; i++) t->order[i] = i;
-    if (new_nodes(t, 1) < 0 || build(t, y, 0, 0, n, x0, y0, s, 0)) return -1;
-    for (int a = 0; a < n; a++) t->px[a] = y[2 * t->order[a]], t->py[a] = y[2 * t->order[a] + 1];
-    return 0;
-}
-
-/* Repulsion on point i at (xi, yi): sum_j w_ij^2 (y_i - y_j) and sum_j w_ij,
- * w_ij = 1 / (1 + |y_i - y_j|^2), over all j != i, by Barnes-Hut. */
-static void repulsion(const qtree *t, int i, double xi, double yi, double theta2, double *fx, double *fy, double *z)
-{
-    int stack[4 * MAX_DEPTH + 8], sp = 0;
-    double ax = 0, ay = 0, az = 0;
-    stack[sp++] = 0;
-    while (sp > 0) {
-        const qnode *nd = &t->nodes[stack[--sp]];
-        if (nd->count == 0) continue;
-        double dx = xi - nd->cx, dy = yi - nd->cy, d2 = dx * dx + dy * dy;
-        if (nd->w2 < theta2 * d2) {
-            /* The cell is far enough: its points act as one at their centre of mass. */
-            double w = 1 / (1 + d2), cw = nd->count * w;
-            az += cw;
-            ax += cw * w * dx;
-            ay += cw * w * dy;
-        } else if (nd->child < 0) {
-            for (int a = nd->lo; a < nd->hi; a++) {
-                if (t->order[a] == i) continue;
-                double ex = xi - t->px[a], ey = yi - t->py[a], w = 1 / (1 + ex * ex + ey * ey);
-                az += w;
-                ax += w * w * ex;
-                ay += w * w * ey;
-            }
-        } else {
-            for (int q = 3; q >= 0; q--) stack[sp++] = nd->child + q;
-        }
-    }
-    *fx = ax, *fy = ay, *z = az;
-}
-
-static void bh_all(const qtree *t, const double *y, int n, double theta, int threads, double *rep, double *zi)
-{
-    const double theta2 = theta * theta;
-#pragma omp parallel num_threads(threads)
-    {
-        /* Repulsion in tree order: neighbours in the tree are neighbours in memory. */
-#pragma omp for schedule(dynamic, 128)
-        for (int a = 0; a < n; a++) {
-            int i = t->order[a];
-            repulsion(t, i, y[2 * i], y[2 * i + 1], theta2, &rep[2 * i], &rep[2 * i + 1], &zi[i]);
-        }
-    }
-}
-
-int lt_bh_repulsion(const double *y, int n, double theta, int threads, double *rep, double *zi, lt_err *err)
-{
-    qtree t = {0};
-    t.order = lt_malloc(sizeof(int) * n, err);
-    t.scratch = lt_malloc(sizeof(int) * n, err);
-    t.px = lt_malloc(sizeof(double) * n, err);
-    t.py = lt_malloc(sizeof(double) * n, err);
-    int rc = (!t.order || !t.scratch || !t.px || !t.py) ? LT_ENOMEM : 0;
-    if (!rc && tree_build(&t, y, n)) rc = lt_errf(err, LT_ENOMEM, "t-SNE: out of memory building the tree");
-    if (!rc) bh_all(&t, y, n, theta, threads, rep, zi);
-    free(t.nodes), free(t.order), free(t.scratch), free(t.px), free(t.py);
-    return rc;
-}
-
 /* ---- the optimisation ---- */
+
+#define LANES 8
+typedef float v8f __attribute__((vector_size(LANES * sizeof(float))));
+
+/* P again, for the attraction's vector loop: each row padded to a multiple of
+ * LANES with entries of weight 0 (pointing at the row's own point), values in
+ * single precision. */
+typedef struct padded {
+    size_t *row;
+    int *col;
+    float *val;
+} padded;
+
+static int pad_rows(const sparse *P, padded *q, lt_err *err)
+{
+    const int n = P->n;
+    q->row = lt_malloc(sizeof(size_t) * ((size_t)n + 1), err);
+    if (!q->row) return LT_ENOMEM;
+    q->row[0] = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = P->row[i + 1] - P->row[i];
+        q->row[i + 1] = q->row[i] + (len + LANES - 1) / LANES * LANES;
+    }
+    q->col = lt_malloc(sizeof(int) * (q->row[n] ? q->row[n] : 1), err);
+    q->val = lt_malloc(sizeof(float) * (q->row[n] ? q->row[n] : 1), err);
+    if (!q->col || !q->val) return LT_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        size_t o = q->row[i];
+        for (size_t e = P->row[i]; e < P->row[i + 1]; e++, o++) q->col[o] = P->col[e], q->val[o] = (float)P->val[e];
+        for (; o < q->row[i + 1]; o++) q->col[o] = i, q->val[o] = 0;
+    }
+    return 0;
+}
+
+/* The attraction sum_j P_ij w_ij (y_i - y_j) of the points lo..hi-1 into
+ * att [n, 2], in single precision over 8 fixed lanes (see bh.c). */
+LT_VECTOR_CLONES static void attraction(const padded *q, const float *yx, const float *yy, int lo, int hi,
+                                        double *att)
+{
+    for (int i = lo; i < hi; i++) {
+        const float xi = yx[i], yi = yy[i];
+        v8f sx = {0}, sy = {0};
+        for (size_t e = q->row[i]; e < q->row[i + 1]; e += LANES) {
+            float tx[LANES], ty[LANES];
+            for (int k = 0; k < LANES; k++) tx[k] = yx[q->col[e + k]], ty[k] = yy[q->col[e + k]];
+            v8f x, y, p;
+            memcpy(&x, tx, sizeof x), memcpy(&y, ty, sizeof y), memcpy(&p, q->val + e, sizeof p);
+            const v8f dx = xi - x, dy = yi - y, pw = p / (1.0f + dx * dx + dy * dy);
+            sx += pw * dx;
+            sy += pw * dy;
+        }
+        double ax = 0, ay = 0;
+        for (int k = 0; k < LANES; k++) ax += sx[k], ay += sy[k];
+        att[2 * i] = ax, att[2 * i + 1] = ay;
+    }
+}
 
 typedef struct state {
     int n, threads;
     const sparse *P;
+    padded Pv;
     double *y, *grad, *update, *gains;
     double *rep, *zi, *kl_row; /* per point: repulsion (2), partial Z, partial KL */
-    qtree tree;
+    float *yx, *yy;            /* the map in single precision, for the attraction */
+    lt_bh *bh;       /* Barnes-Hut's tree (bh.c), or NULL for the FFT */
     lt_fft_rep *fft; /* the FFT's workspace, or NULL for Barnes-Hut */
 } state;
 
 /* Gradient at s->y with P scaled by exag; returns Z, or NAN when out of
  * memory. With want_kl, kl_row[i] gets sum_j P_ij log(w_ij) (before
- * exaggeration). */
+ * exaggeration), in double precision. */
 static double gradient(state *s, double exag, double theta, int want_kl, lt_err *err)
 {
     const int n = s->n;
@@ -345,29 +247,31 @@ static double gradient(state *s, double exag, double theta, int want_kl, lt_err 
     const double *y = s->y;
     if (s->fft) {
         if (lt_fft_repulsion(s->fft, y, s->threads, s->rep, s->zi, err)) return NAN;
-    } else {
-        if (tree_build(&s->tree, y, n)) {
-            lt_errf(err, LT_ENOMEM, "t-SNE: out of memory building the tree");
-            return NAN;
-        }
-        bh_all(&s->tree, y, n, theta, s->threads, s->rep, s->zi);
+    } else if (lt_bh_step(s->bh, y, theta, s->threads, s->rep, s->zi, err)) {
+        return NAN;
     }
     double z = 0;
     for (int i = 0; i < n; i++) z += s->zi[i];
-#pragma omp parallel for schedule(dynamic, 256) num_threads(s->threads)
-    for (int i = 0; i < n; i++) {
-        double ax = 0, ay = 0, lk = 0;
-        const double xi = y[2 * i], yi = y[2 * i + 1];
-        for (size_t e = P->row[i]; e < P->row[i + 1]; e++) {
-            int j = P->col[e];
-            double dx = xi - y[2 * j], dy = yi - y[2 * j + 1], w = 1 / (1 + dx * dx + dy * dy), pw = P->val[e] * w;
-            ax += pw * dx;
-            ay += pw * dy;
-            if (want_kl) lk += P->val[e] * log(w);
+    for (int i = 0; i < n; i++) s->yx[i] = (float)y[2 * i], s->yy[i] = (float)y[2 * i + 1];
+    enum { CHUNK = 256 };
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s->threads)
+    for (int c = 0; c < n; c += CHUNK) {
+        const int hi = c + CHUNK < n ? c + CHUNK : n;
+        attraction(&s->Pv, s->yx, s->yy, c, hi, s->grad);
+        for (int i = c; i < hi; i++) {
+            s->grad[2 * i] = 4 * (exag * s->grad[2 * i] - s->rep[2 * i] / z);
+            s->grad[2 * i + 1] = 4 * (exag * s->grad[2 * i + 1] - s->rep[2 * i + 1] / z);
         }
-        s->grad[2 * i] = 4 * (exag * ax - s->rep[2 * i] / z);
-        s->grad[2 * i + 1] = 4 * (exag * ay - s->rep[2 * i + 1] / z);
-        if (want_kl) s->kl_row[i] = lk;
+        for (int i = c; want_kl && i < hi; i++) {
+            double lk = 0;
+            const double xi = y[2 * i], yi = y[2 * i + 1];
+            for (size_t e = P->row[i]; e < P->row[i + 1]; e++) {
+                const int j = P->col[e];
+                const double dx = xi - y[2 * j], dy = yi - y[2 * j + 1];
+                lk -= P->val[e] * log1p(dx * dx + dy * dy);
+            }
+            s->kl_row[i] = lk;
+        }
     }
     return z;
 }
@@ -455,14 +359,13 @@ int lt_tsne(const lt_tsne_config *cfg, const float *x, int n, int d, float *yout
     s.rep = lt_malloc(sizeof(double) * 2 * n, err);
     s.zi = lt_malloc(sizeof(double) * n, err);
     s.kl_row = lt_malloc(sizeof(double) * n, err);
-    s.tree.order = lt_malloc(sizeof(int) * n, err);
-    s.tree.scratch = lt_malloc(sizeof(int) * n, err);
-    s.tree.px = lt_malloc(sizeof(double) * n, err);
-    s.tree.py = lt_malloc(sizeof(double) * n, err);
-    if (!rc && (!s.y || !s.grad || !s.update || !s.gains || !s.rep || !s.zi || !s.kl_row || !s.tree.order ||
-                !s.tree.scratch || !s.tree.px || !s.tree.py))
+    s.yx = lt_malloc(sizeof(float) * n, err);
+    s.yy = lt_malloc(sizeof(float) * n, err);
+    if (!rc && (!s.y || !s.grad || !s.update || !s.gains || !s.rep || !s.zi || !s.kl_row || !s.yx || !s.yy))
         rc = LT_ENOMEM;
+    if (!rc) rc = pad_rows(&P, &s.Pv, err);
     if (!rc && rep == LT_REPULSION_FFT && !(s.fft = lt_fft_rep_new(n, err))) rc = LT_ENOMEM;
+    if (!rc && rep == LT_REPULSION_BH && !(s.bh = lt_bh_new(n, err))) rc = LT_ENOMEM;
     if (!rc) rc = init_map(cfg, x, n, d, s.y, err);
     const double lr = cfg->learning_rate > 0 ? cfg->learning_rate : fmax(n / cfg->exaggeration / 4, 50);
     double plogp = 0;
@@ -521,7 +424,8 @@ int lt_tsne(const lt_tsne_config *cfg, const float *x, int n, int d, float *yout
     }
     sparse_free(&P);
     free(s.y), free(s.grad), free(s.update), free(s.gains), free(s.rep), free(s.zi), free(s.kl_row);
-    free(s.tree.nodes), free(s.tree.order), free(s.tree.scratch), free(s.tree.px), free(s.tree.py);
+    lt_bh_free(s.bh);
+    free(s.Pv.row), free(s.Pv.col), free(s.Pv.val), free(s.yx), free(s.yy);
     lt_fft_rep_free(s.fft);
     return rc;
 }
