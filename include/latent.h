@@ -368,6 +368,7 @@ typedef struct lt_search_config {
     int trials, folds;
     uint64_t seed;               /* trials' draws, fold assignment, every run's seed */
     int limit;                   /* cross-validate on the first `limit` training images (0: all) */
+    lt_noise noise;              /* input noise of every run (a denoising autoencoder); none by default */
     int threads;
     int refit;                   /* refit the best trial on all of them and score it on test */
     int prune;                   /* median rule: stop a fold whose validation loss after an epoch

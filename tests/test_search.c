@@ -518,6 +518,29 @@ static void test_cli(void **state)
     b = table_sans_seconds(run);
     assert_string_equal(a, b);
     free(a), free(b);
+    /* A search over the denoising autoencoder: every fold and the refit train with the
+     * noise (the refit checkpoint is a dae), the settings keep it, and resuming with
+     * other noise is refused. */
+    rc = tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/d --model dae --noise gaussian:0.5 --trials 2 --folds 2 "
+            "--epochs 1 --batch 32 --latent 4 --seed 5 --threads 1 --json 2>/dev/null", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("dae search failed (%d): %s", rc, out);
+    assert_non_null(strstr(out, "\"model_kind\": \"dae\", \"noise\": \"gaussian:0.5\""));
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s eval %s/d/refit/model.safetensors --data %s --json 2>/dev/null", LATENT_CLI,
+                                  dir, dir), 0);
+    assert_non_null(strstr(out, "\"test_psnr\""));
+    char *settings = slurp(dir, "d/search.json");
+    assert_non_null(strstr(settings, "\"noise\": \"gaussian:0.5\""));
+    free(settings);
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/d --resume --model dae --noise gaussian:1 2>&1",
+                                  LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "--noise"));
+    rc = tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/d --resume 2>&1", LATENT_CLI, dir, dir);
+    if (rc) fail_msg("dae search resume failed (%d): %s", rc, out);
+    assert_non_null(strstr(out, "denoising autoencoder, noise gaussian:0.5"));
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/v --model vae 2>&1", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "--model"));
+    assert_int_equal(tu_sh_stdout(out, sizeof out, "%s search --data %s --out %s/v --noise gaussian:1 2>&1", LATENT_CLI, dir, dir), 2);
+    assert_non_null(strstr(out, "--noise"));
     /* compare: each optimizer's scores; resumable like a search. */
     rc = tu_sh_stdout(out, sizeof out, "%s compare --data %s --out %s/c --optimizers adam:1e-3,rmsprop:0.001 --epochs 2 --folds 2 "
             "--batch 32 --threads 1 --json 2>/dev/null", LATENT_CLI, dir, dir);

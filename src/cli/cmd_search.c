@@ -16,7 +16,8 @@ static const char *search_usage =
     "\n"
     "Random search over the autoencoder's hyperparameters, each trial scored by\n"
     "k-fold cross-validation on the training split (mean and std of the folds'\n"
-    "validation losses). The best trial is refit on every image and scored on the\n"
+    "validation losses); --model dae searches the denoising autoencoder, scored\n"
+    "against the clean images. The best trial is refit on every image and scored on the\n"
     "test split. Each hyperparameter flag takes a value or a distribution:\n"
     "  loguniform:A:B  uniform:A:B  int:A:B  int:A:B:log  choice:a,b,c\n"
     "DIR receives results.csv and results.json (one row per trial, as sklearn's\n"
@@ -27,7 +28,7 @@ static const char *search_usage =
 static const char *compare_usage =
     "Usage: latent compare --out DIR [options]\n"
     "\n"
-    "Trains the same autoencoder with several optimizers on the same k folds with\n"
+    "Trains the same autoencoder (or, with --model dae, denoising autoencoder) with several optimizers on the same k folds with\n"
     "the same seed, and reports each one's validation loss after every epoch\n"
     "(mean over the folds) and its final loss. --optimizers takes NAME:LR pairs.\n"
     "DIR receives results.csv, results.json and the folds' runs; --resume continues.";
@@ -127,6 +128,37 @@ static void json_params(const lt_hparams *h)
     printf("}");
 }
 
+/* --model ae|dae and --noise, shared by search and compare; stored is the
+ * resumed search's noise (NULL for a new one), kept unless either flag is given. */
+static int parse_model(const char *cmd, const char *model, const char *noise, const lt_noise *stored, lt_noise *out)
+{
+    lt_err err = {0};
+    if (model && strcmp(model, "ae") && strcmp(model, "dae")) {
+        fprintf(stderr, "latent %s: --model: expected ae or dae, found '%s' (searches cover the autoencoders)\n", cmd, model);
+        return EXIT_USAGE;
+    }
+    if (noise && !(model && !strcmp(model, "dae"))) {
+        fprintf(stderr, "latent %s: --noise applies to --model dae only\n", cmd);
+        return EXIT_USAGE;
+    }
+    if (!model && stored) {
+        *out = *stored;
+        return 0;
+    }
+    *out = (lt_noise){.kind = LT_NOISE_NONE};
+    if (model && !strcmp(model, "dae")) {
+        if (lt_noise_parse(noise ? noise : "gaussian:1", out, &err)) {
+            fprintf(stderr, "latent %s: --noise: %s\n", cmd, err.msg);
+            return EXIT_USAGE;
+        }
+        if (out->kind == LT_NOISE_NONE) {
+            fprintf(stderr, "latent %s: --noise none makes a plain autoencoder: use --model ae\n", cmd);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
 /* Shared by search and compare: load the data, run, and report. */
 static int run_search(const char *cmd, lt_search_config *cfg, const char *data, int json)
 {
@@ -143,9 +175,15 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
     cli_catch_stop();
     int n = cfg->limit && cfg->limit < train.n ? cfg->limit : train.n;
     int trials = cfg->n_fixed ? cfg->n_fixed : cfg->trials;
+    char model[96] = "autoencoder";
+    if (cfg->noise.kind != LT_NOISE_NONE) {
+        char nz[64];
+        lt_noise_format(&cfg->noise, nz, sizeof nz);
+        snprintf(model, sizeof model, "denoising autoencoder, noise %s", nz);
+    }
     if (rank == 0)
-        fprintf(stderr, "%s %s %s: %d trials x %d folds on %d training images, seed %llu, %d process(es) x %d thread(s)%s\n",
-                cfg->resume ? "resuming" : "starting", cmd, cfg->out_dir, trials, cfg->folds, n,
+        fprintf(stderr, "%s %s %s (%s): %d trials x %d folds on %d training images, seed %llu, %d process(es) x %d thread(s)%s\n",
+                cfg->resume ? "resuming" : "starting", cmd, cfg->out_dir, model, trials, cfg->folds, n,
                 (unsigned long long)cfg->seed, procs, cfg->threads > 0 ? cfg->threads : omp_get_max_threads(),
                 cfg->prune ? ", median pruning" : "");
     show s = {.tty = isatty(STDERR_FILENO), .folds = cfg->folds, .trials = trials};
@@ -184,6 +222,11 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
         }
         printf("], \"test_mse\": ");
         json_num(res.test_mse);
+        if (cfg->noise.kind != LT_NOISE_NONE) {
+            char nz[64];
+            lt_noise_format(&cfg->noise, nz, sizeof nz);
+            printf(", \"model_kind\": \"dae\", \"noise\": \"%s\"", nz);
+        }
         printf(", \"seconds\": %.3f, \"results\": \"%s/results.csv\", \"model\": \"%s/refit/model.safetensors\"}\n",
                res.seconds, cfg->out_dir, cfg->out_dir);
     } else if (json) {
@@ -229,7 +272,7 @@ int cmd_search(int argc, char **argv)
 {
     lt_search_config cfg;
     lt_search_config_default(&cfg);
-    const char *out = NULL, *data = NULL, *prune = NULL, *sp[LT_HP_COUNT] = {0};
+    const char *out = NULL, *data = NULL, *prune = NULL, *sp[LT_HP_COUNT] = {0}, *model = NULL, *noise = NULL;
     int json = 0, resume = 0, no_refit = 0;
     cli_opt opts[] = {
         {"--out", OPT_STRING, &out, "output directory (required)", 0, 0, 0},
@@ -244,6 +287,8 @@ int cmd_search(int argc, char **argv)
         {"--momentum", OPT_STRING, &sp[LT_HP_MOMENTUM], "SGD momentum (default 0)", 0, 0, 0},
         {"--optimizer", OPT_STRING, &sp[LT_HP_OPTIMIZER], "optimizer (default adam)", 0, 0, 0},
         {"--epochs", OPT_STRING, &sp[LT_HP_EPOCHS], "epochs (default 40)", 0, 0, 0},
+        {"--model", OPT_STRING, &model, "ae (default) or dae, the denoising autoencoder", 0, 0, 0},
+        {"--noise", OPT_STRING, &noise, "dae input noise: gaussian:SIGMA[:clip], saltpepper:P, mask:P (default gaussian:1)", 0, 0, 0},
         {"--prune", OPT_STRING, &prune, "none (default), median or median:STARTUP:WARMUP (default 2:1)", 0, 0, 0},
         {"--no-refit", OPT_FLAG, &no_refit, "skip the refit of the best trial and its test score", 0, 0, 0},
         {"--limit", OPT_INT, &cfg.limit, "cross-validate on the first N training images", 1, 1e9, 0},
@@ -277,6 +322,9 @@ int cmd_search(int argc, char **argv)
         if (!prune) cfg.prune = stored.prune, cfg.prune_startup = stored.prune_startup, cfg.prune_warmup = stored.prune_warmup;
         if (!no_refit) cfg.refit = stored.refit;
         for (int hp = 0; hp < LT_HP_COUNT; hp++) cfg.space[hp] = stored.space[hp];
+        if ((rc = parse_model("search", model, noise, &stored.noise, &cfg.noise))) return rc;
+    } else if ((rc = parse_model("search", model, noise, NULL, &cfg.noise))) {
+        return rc;
     }
     for (int hp = 0; hp < LT_HP_COUNT; hp++)
         if (sp[hp] && lt_space_parse((lt_hp)hp, sp[hp], &cfg.space[hp], &err)) {
@@ -328,7 +376,7 @@ int cmd_compare(int argc, char **argv)
     lt_search_config cfg;
     lt_search_config_default(&cfg);
     cfg.refit = 0;
-    const char *out = NULL, *data = NULL, *optimizers = "adam:1e-3,adadelta:1.0,rmsprop:0.01";
+    const char *out = NULL, *data = NULL, *optimizers = "adam:1e-3,adadelta:1.0,rmsprop:0.01", *model = NULL, *noise = NULL;
     int json = 0, resume = 0;
     lt_hparams base = {.lr = 1e-3, .weight_decay = 5e-5, .batch = 256, .latent = 2, .epochs = 40};
     cli_opt opts[] = {
@@ -339,6 +387,8 @@ int cmd_compare(int argc, char **argv)
         {"--batch", OPT_INT, &base.batch, "batch size (default 256)", 1, 65536, 0},
         {"--latent", OPT_INT, &base.latent, "latent size (default 2)", 1, 4096, 0},
         {"--dropout", OPT_DOUBLE, &base.dropout, "dropout (default 0)", 0, 0.99, 0},
+        {"--model", OPT_STRING, &model, "ae (default) or dae, the denoising autoencoder", 0, 0, 0},
+        {"--noise", OPT_STRING, &noise, "dae input noise (default gaussian:1)", 0, 0, 0},
         {"--weight-decay", OPT_DOUBLE, &base.weight_decay, "weight decay (default 5e-5)", 0, 1e3, 0},
         {"--momentum", OPT_DOUBLE, &base.momentum, "SGD momentum (default 0)", 0, 0.999999, 0},
         {"--seed", OPT_U64, &cfg.seed, "seed of the folds and every run (default 1)", 0, 9.2e18, 0},
@@ -356,6 +406,7 @@ int cmd_compare(int argc, char **argv)
         return EXIT_USAGE;
     }
     if ((rc = parse_optimizers(optimizers, &base, &cfg))) return rc;
+    if ((rc = parse_model("compare", model, noise, NULL, &cfg.noise))) return rc;
     if (resume) {
         lt_search_config stored = cfg;
         lt_err err = {0};
@@ -376,7 +427,7 @@ int cmd_compare(int argc, char **argv)
         if (!any) {
             cfg.n_fixed = stored.n_fixed;
             memcpy(cfg.fixed, stored.fixed, sizeof cfg.fixed);
-            cfg.folds = stored.folds, cfg.seed = stored.seed, cfg.limit = stored.limit;
+            cfg.folds = stored.folds, cfg.seed = stored.seed, cfg.limit = stored.limit, cfg.noise = stored.noise;
         }
     }
     cfg.out_dir = out;

@@ -200,6 +200,7 @@ static int run_unit(run *R, int t, int f, const double *thr, unit_res *out, lt_e
         c.latent = h->latent, c.epochs = h->epochs, c.batch = h->batch, c.lr = h->lr;
         c.weight_decay = h->weight_decay, c.momentum = h->momentum, c.dropout = (float)h->dropout;
         c.optimizer = h->optimizer, c.seed = R->S.cfg->seed, c.threads = R->S.cfg->threads;
+        c.noise = R->S.cfg->noise;
         c.val = 0, c.limit = 0, c.resume = exists;
         c.train_idx = idx, c.n_train = nt, c.val_idx = idx + nt, c.n_val = nv;
         c.stop = &R->stop_any;
@@ -536,6 +537,7 @@ static int refit(run *R, int best, double *test_mse, double *seconds, const lt_d
     c.latent = h->latent, c.epochs = h->epochs, c.batch = h->batch, c.lr = h->lr;
     c.weight_decay = h->weight_decay, c.momentum = h->momentum, c.dropout = (float)h->dropout;
     c.optimizer = h->optimizer, c.seed = R->S.cfg->seed, c.threads = R->S.cfg->threads;
+    c.noise = R->S.cfg->noise;
     /* All the cross-validated images, none held out: the folds did the validation. */
     c.val = 0, c.limit = R->S.pool < R->train->n ? R->S.pool : 0, c.resume = exists;
     c.stop = R->S.cfg->stop;

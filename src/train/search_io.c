@@ -93,6 +93,11 @@ static json_t *settings_json(const search *S)
                           S->kind_compare ? "compare" : "search", "trials", S->T, "folds", S->K, "seed", seed, "limit",
                           c->limit, "images", S->pool, "refit", c->refit, "prune", c->prune, "prune_startup",
                           c->prune_startup, "prune_warmup", c->prune_warmup);
+    /* Only a denoising search names its noise, so the files of earlier searches still match. */
+    if (c->noise.kind != LT_NOISE_NONE) {
+        lt_noise_format(&c->noise, buf, sizeof buf);
+        json_object_set_new(j, "noise", json_string(buf));
+    }
     if (S->kind_compare) {
         json_t *a = json_array();
         for (int i = 0; i < c->n_fixed; i++) json_array_append_new(a, lt_search_params_json(&c->fixed[i]));
@@ -150,6 +155,10 @@ int lt_search_load_config(const char *dir, lt_search_config *cfg, lt_err *err)
         cfg->prune = json_is_true(json_object_get(j, "prune"));
         cfg->prune_startup = (int)json_integer_value(json_object_get(j, "prune_startup"));
         cfg->prune_warmup = (int)json_integer_value(json_object_get(j, "prune_warmup"));
+        const char *noise = json_string_value(json_object_get(j, "noise"));
+        cfg->noise = (lt_noise){.kind = LT_NOISE_NONE};
+        if (noise && lt_noise_parse(noise, &cfg->noise, err))
+            rc = lt_errf(err, LT_EFORMAT, "%s: bad noise '%s'", path, noise);
         const json_t *fixed = json_object_get(j, "fixed"), *space = json_object_get(j, "space");
         cfg->n_fixed = 0;
         if (json_is_array(fixed)) {
@@ -188,7 +197,8 @@ int lt_search_check_settings(const search *S, lt_err *err)
     static const char *keys[][2] = {{"kind", "the kind of search"}, {"folds", "--folds"}, {"seed", "--seed"},
                                     {"limit", "--limit"}, {"images", "the number of training images"},
                                     {"refit", "--no-refit"}, {"prune", "--prune"}, {"prune_startup", "--prune"},
-                                    {"prune_warmup", "--prune"}, {"fixed", "--optimizers or another setting"},
+                                    {"prune_warmup", "--prune"}, {"noise", "--noise"},
+                                    {"fixed", "--optimizers or another setting"},
                                     {"space", "a search-space flag"}};
     for (size_t k = 0; !rc && k < sizeof keys / sizeof keys[0]; k++) {
         json_t *a = json_object_get(now, keys[k][0]), *b = json_object_get(was, keys[k][0]);
