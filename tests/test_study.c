@@ -29,8 +29,8 @@ static char *slurp(const char *path)
     return b;
 }
 
-/* Three small stages that use each other's output, and a summary that reads
- * values from all of them. */
+/* Three small stages that use each other's output, one that uses none, and
+ * a summary that reads values from the first three. */
 static const char *preset =
     "{\"title\": \"tiny study\", \"stages\": ["
     "{\"id\": \"base\", \"title\": \"Baseline\", \"text\": \"A small autoencoder.\", \"commands\": ["
@@ -50,7 +50,9 @@ static const char *preset =
     "  [\"eval\", \"{stage}/run/model.safetensors\", \"--json\"],"
     "  [\"sample\", \"{stage}/run/model.safetensors\", \"--out\", \"{stage}/s.png\", \"--count\", \"9\","
     "   \"--score\", \"{out}/clf/run/model.safetensors\", \"--json\"]],"
-    " \"figures\": [{\"file\": \"{stage}/s.png\"}]}],"
+    " \"figures\": [{\"file\": \"{stage}/s.png\"}]},"
+    "{\"id\": \"pix\", \"title\": \"PCA of the pixels\", \"commands\": ["
+    "  [\"embed\", \"-\", \"--input\", \"pixels\", \"--method\", \"pca\", \"--out\", \"{stage}/pca\", \"--json\"]]}],"
     "\"summary\": ["
     " {\"label\": \"ae train / val\", \"study\": \"0.0382 / 0.0381\", \"values\": [\"base.0.train_loss\", \"base.0.val_loss\"], \"format\": \"%.4f\"},"
     " {\"label\": \"clf accuracy\", \"study\": \"96.46%\", \"values\": [\"clf.1.test_accuracy\"], \"scale\": 100, \"suffix\": \"%\"},"
@@ -88,7 +90,7 @@ static void test_study(void **state)
     rc = tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("second run failed: %s", out);
     for (const char *p = out, *q; (q = strstr(p, "] done before")); p = q + 1) rc++;
-    assert_int_equal(rc, 3);
+    assert_int_equal(rc, 4);
     assert_null(strstr(out, "latent train --out"));
     /* A missing figure makes its stage run again (it is checked, not trusted). */
     snprintf(path, sizeof path, "%s/st/vae/s.png", dir);
@@ -98,11 +100,17 @@ static void test_study(void **state)
     assert_non_null(strstr(out, "[vae] latent train"));
     assert_non_null(strstr(out, "--resume")); /* its training had finished: resumed, not redone */
     assert_null(strstr(out, "[base] latent"));
-    /* --force reruns a stage from scratch. */
+    /* --force reruns a stage from scratch, and the stages that use its output (vae scores
+     * its samples with clf's model), not the others. */
     rc = tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --data %s --force clf", LATENT_CLI, dir, dir, dir);
     if (rc) fail_msg("forced run failed: %s", out);
     assert_non_null(strstr(out, "[clf] latent train"));
     assert_null(strstr(out, "[base] latent train"));
+    assert_non_null(strstr(out, "[vae] latent train"));
+    const char *vae_line = strstr(out, "[vae] latent train"), *eol = strchr(vae_line, '\n');
+    const char *res = strstr(vae_line, "--resume");
+    assert_true(!res || (eol && res > eol)); /* from scratch: its old run was removed */
+    assert_non_null(strstr(out, "[pix] done before"));
     assert_int_equal(tu_sh(out, sizeof out, "%s study --preset %s/tiny.json --out %s/st --force nope", LATENT_CLI, dir, dir), 2);
     assert_non_null(strstr(out, "nope"));
     assert_int_equal(tu_sh(out, sizeof out, "%s study --preset nothing-like-this --out %s/st", LATENT_CLI, dir), 2);

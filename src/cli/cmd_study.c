@@ -36,6 +36,25 @@ static const char *study_usage =
     "Run it again after an interruption: finished stages are checked and skipped.\n"
     "Presets are JSON files: --show-preset prints one to copy and edit.";
 
+/* Whether any command of stage st reads what stage id made: a path under
+ * {out}/id or a value {=id.N.key}. */
+static int uses_stage(const json_t *st, const char *id)
+{
+    char path[300], value[300];
+    snprintf(path, sizeof path, "{out}/%s", id);
+    snprintf(value, sizeof value, "{=%s.", id);
+    const size_t lp = strlen(path);
+    size_t i, j;
+    const json_t *cmd, *arg;
+    json_array_foreach(json_object_get(st, "commands"), i, cmd) json_array_foreach(cmd, j, arg) {
+        const char *a = json_string_value(arg);
+        for (const char *p = a ? strstr(a, path) : NULL; p; p = strstr(p + 1, path))
+            if (p[lp] == '/' || p[lp] == 0) return 1;
+        if (a && strstr(a, value)) return 1;
+    }
+    return 0;
+}
+
 /* Where presets live: next to the sources in a build tree, or installed. */
 #ifndef LATENT_PRESET_DIRS
 #define LATENT_PRESET_DIRS "presets"
@@ -390,7 +409,7 @@ int cmd_study(int argc, char **argv)
     cli_opt opts[] = {
         {"--out", OPT_STRING, &out, "output directory (required)", 0, 0, 0},
         {"--preset", OPT_STRING, &preset, "quick (about 3 minutes), full (the study's protocol) or a JSON file", 0, 0, 0},
-        {"--force", OPT_STRING, &force, "rerun this stage (and the ones after it) from scratch", 0, 0, 0},
+        {"--force", OPT_STRING, &force, "rerun this stage from scratch, and the stages that use what it made", 0, 0, 0},
         {"--data", OPT_STRING, &data, "directory with IDX files (default: the MNIST cache)", 0, 0, 0},
         {"--threads", OPT_INT, &threads, "threads for every stage (default: all cores)", 1, 1024, 0},
         {"--show-preset", OPT_STRING, &show, "print a preset (quick, full or a file) and exit", 0, 0, 0},
@@ -454,12 +473,23 @@ int cmd_study(int argc, char **argv)
     json_t *records = json_object();
     double t0 = wall();
     fprintf(stderr, "latent study: preset %s (%s), %zu stages, into %s\n", name, path, json_array_size(stages), out);
+    /* A forced stage starts from nothing, and so do those built on it, directly or not. */
+    const size_t n_stages = json_array_size(stages);
+    char *redo = calloc(n_stages ? n_stages : 1, 1);
+    if (!redo) {
+        json_decref(p);
+        return 1;
+    }
+    json_array_foreach(stages, i, st) {
+        redo[i] = i == force_at;
+        for (size_t k = force_at; k < i && !redo[i]; k++)
+            redo[i] = redo[k] && uses_stage(st, json_string_value(json_object_get(json_array_get(stages, k), "id")));
+    }
     json_array_foreach(stages, i, st) {
         const char *id = json_string_value(json_object_get(st, "id"));
         char stage_dir[4200];
         snprintf(stage_dir, sizeof stage_dir, "%s/%s", out, id);
-        if (i >= force_at) {
-            /* A forced stage starts from nothing, and so do those built on it. */
+        if (redo[i]) {
             struct stat sb;
             if (stat(stage_dir, &sb) == 0) nftw(stage_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         }
@@ -477,6 +507,7 @@ int cmd_study(int argc, char **argv)
         json_object_set_new(records, id, rec);
     }
     if (!rc) rc = study_report(p, records, out, name, wall() - t0);
+    free(redo);
     json_decref(records);
     json_decref(p);
     return rc;
