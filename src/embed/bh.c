@@ -27,7 +27,6 @@
 #define LEAF_SIZE 8
 #define GROUP 32
 #define MAX_DEPTH 48
-#define LANES 8
 
 typedef struct qnode {
     double cx, cy; /* centre of mass */
@@ -37,10 +36,10 @@ typedef struct qnode {
     int lo, hi;    /* the cell's points: positions lo..hi-1 in tree order */
 } qnode;
 
-/* One thread's interaction list, structure of arrays, padded to LANES. */
+/* One thread's interaction list, structure of arrays, padded to LT_LANES. */
 typedef struct ilist {
     float *x, *y, *m;
-    int n, cap;
+    int n;
 } ilist;
 
 struct lt_bh {
@@ -180,11 +179,11 @@ static int lists_for(lt_bh *t, int threads)
     t->lists = p;
     for (; t->n_lists < threads; t->n_lists++) {
         ilist *l = &t->lists[t->n_lists];
-        l->cap = t->n + LANES;
+        const size_t cap = (size_t)t->n + LT_LANES;
         l->n = 0;
-        l->x = malloc(sizeof(float) * (size_t)l->cap);
-        l->y = malloc(sizeof(float) * (size_t)l->cap);
-        l->m = malloc(sizeof(float) * (size_t)l->cap);
+        l->x = malloc(sizeof(float) * cap);
+        l->y = malloc(sizeof(float) * cap);
+        l->m = malloc(sizeof(float) * cap);
         if (!l->x || !l->y || !l->m) {
             free(l->x), free(l->y), free(l->m);
             return -1;
@@ -222,16 +221,8 @@ static void group_list(const lt_bh *t, const qnode *g, double theta2, ilist *l)
             for (int q = 3; q >= 0; q--) stack[sp++] = nd->child + q;
         }
     }
-    for (; l->n % LANES; l->n++) l->x[l->n] = 0, l->y[l->n] = 0, l->m[l->n] = 0;
+    for (; l->n % LT_LANES; l->n++) l->x[l->n] = 0, l->y[l->n] = 0, l->m[l->n] = 0;
 }
-
-/* Eight floats in one vector (GCC and clang vector extensions): 256-bit
- * registers in the AVX2 clone, two 128-bit halves in the SSE2 one, the same
- * arithmetic lane by lane in both. */
-typedef float v8f __attribute__((vector_size(LANES * sizeof(float))));
-
-/* An unaligned load (a macro: a function returning a vector would change the ABI). */
-#define LOAD8(v, p) memcpy(&(v), (p), sizeof(v))
 
 /* Sums over the list for the points lo..hi-1 (tree order). Each point's own
  * entry (distance 0) adds exactly 1 to its Z sum and 0 to its force; the 1
@@ -241,18 +232,18 @@ LT_VECTOR_CLONES static void group_sums(const ilist *l, const float *px, const f
 {
     for (int a = lo; a < hi; a++) {
         const float xi = px[a], yi = py[a];
-        v8f sx = {0}, sy = {0}, sz = {0};
-        for (int b = 0; b < l->n; b += LANES) {
-            v8f x, y, m;
-            LOAD8(x, l->x + b), LOAD8(y, l->y + b), LOAD8(m, l->m + b);
-            const v8f dx = xi - x, dy = yi - y;
-            const v8f w = 1.0f / (1.0f + dx * dx + dy * dy), mw = m * w, mww = mw * w;
+        lt_v8f sx = {0}, sy = {0}, sz = {0};
+        for (int b = 0; b < l->n; b += LT_LANES) {
+            lt_v8f x, y, m;
+            LT_LOAD8(x, l->x + b), LT_LOAD8(y, l->y + b), LT_LOAD8(m, l->m + b);
+            const lt_v8f dx = xi - x, dy = yi - y;
+            const lt_v8f w = 1.0f / (1.0f + dx * dx + dy * dy), mw = m * w, mww = mw * w;
             sz += mw;
             sx += mww * dx;
             sy += mww * dy;
         }
         double ax = 0, ay = 0, az = 0;
-        for (int q = 0; q < LANES; q++) ax += sx[q], ay += sy[q], az += sz[q];
+        for (int q = 0; q < LT_LANES; q++) ax += sx[q], ay += sy[q], az += sz[q];
         const int i = order[a];
         rep[2 * i] = ax, rep[2 * i + 1] = ay, zi[i] = az - 1;
     }

@@ -3,6 +3,7 @@
 #define LATENT_EMBED_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "core/core.h"
 
@@ -37,6 +38,16 @@ lt_bh *lt_bh_new(int n, lt_err *err);
 void lt_bh_free(lt_bh *t);
 int lt_bh_step(lt_bh *t, const double *y, double theta, int threads, double *rep, double *zi, lt_err *err);
 int lt_bh_repulsion(const double *y, int n, double theta, int threads, double *rep, double *zi, lt_err *err);
+
+/* The vector type of t-SNE's sums (bh.c, tsne.c): eight floats (GCC and
+ * clang vector extensions), 256-bit registers in the AVX2 clone of a loop,
+ * two 128-bit halves in the SSE2 one, the same arithmetic lane by lane in
+ * both. Sums keep LT_LANES fixed lanes, added in lane order at the end, so
+ * they do not depend on the CPU or the thread count. LT_LOAD8 is an
+ * unaligned load (a macro: a function returning a vector changes the ABI). */
+#define LT_LANES 8
+typedef float lt_v8f __attribute__((vector_size(LT_LANES * sizeof(float))));
+#define LT_LOAD8(v, p) memcpy(&(v), (p), sizeof(v))
 
 /* Seeded sample of m distinct indices of [0, n), sorted. */
 int lt_sample_indices(int n, int m, uint64_t seed, int *out, lt_err *err);

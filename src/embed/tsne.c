@@ -170,11 +170,9 @@ static int symmetrise(const int *nbr, const double *pc, int n, int k, int thread
 
 /* ---- the optimisation ---- */
 
-#define LANES 8
-typedef float v8f __attribute__((vector_size(LANES * sizeof(float))));
 
 /* P again, for the attraction's vector loop: each row padded to a multiple of
- * LANES with entries of weight 0 (pointing at the row's own point), values in
+ * LT_LANES with entries of weight 0 (pointing at the row's own point), values in
  * single precision. */
 typedef struct padded {
     size_t *row;
@@ -190,7 +188,7 @@ static int pad_rows(const sparse *P, padded *q, lt_err *err)
     q->row[0] = 0;
     for (int i = 0; i < n; i++) {
         size_t len = P->row[i + 1] - P->row[i];
-        q->row[i + 1] = q->row[i] + (len + LANES - 1) / LANES * LANES;
+        q->row[i + 1] = q->row[i] + (len + LT_LANES - 1) / LT_LANES * LT_LANES;
     }
     q->col = lt_malloc(sizeof(int) * (q->row[n] ? q->row[n] : 1), err);
     q->val = lt_malloc(sizeof(float) * (q->row[n] ? q->row[n] : 1), err);
@@ -204,24 +202,24 @@ static int pad_rows(const sparse *P, padded *q, lt_err *err)
 }
 
 /* The attraction sum_j P_ij w_ij (y_i - y_j) of the points lo..hi-1 into
- * att [n, 2], in single precision over 8 fixed lanes (see bh.c). */
+ * att [n, 2], in single precision over LT_LANES fixed lanes (embed.h). */
 LT_VECTOR_CLONES static void attraction(const padded *q, const float *yx, const float *yy, int lo, int hi,
                                         double *att)
 {
     for (int i = lo; i < hi; i++) {
         const float xi = yx[i], yi = yy[i];
-        v8f sx = {0}, sy = {0};
-        for (size_t e = q->row[i]; e < q->row[i + 1]; e += LANES) {
-            float tx[LANES], ty[LANES];
-            for (int k = 0; k < LANES; k++) tx[k] = yx[q->col[e + k]], ty[k] = yy[q->col[e + k]];
-            v8f x, y, p;
-            memcpy(&x, tx, sizeof x), memcpy(&y, ty, sizeof y), memcpy(&p, q->val + e, sizeof p);
-            const v8f dx = xi - x, dy = yi - y, pw = p / (1.0f + dx * dx + dy * dy);
+        lt_v8f sx = {0}, sy = {0};
+        for (size_t e = q->row[i]; e < q->row[i + 1]; e += LT_LANES) {
+            float tx[LT_LANES], ty[LT_LANES];
+            for (int k = 0; k < LT_LANES; k++) tx[k] = yx[q->col[e + k]], ty[k] = yy[q->col[e + k]];
+            lt_v8f x, y, p;
+            LT_LOAD8(x, tx), LT_LOAD8(y, ty), LT_LOAD8(p, q->val + e);
+            const lt_v8f dx = xi - x, dy = yi - y, pw = p / (1.0f + dx * dx + dy * dy);
             sx += pw * dx;
             sy += pw * dy;
         }
         double ax = 0, ay = 0;
-        for (int k = 0; k < LANES; k++) ax += sx[k], ay += sy[k];
+        for (int k = 0; k < LT_LANES; k++) ax += sx[k], ay += sy[k];
         att[2 * i] = ax, att[2 * i + 1] = ay;
     }
 }
