@@ -175,11 +175,10 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
     cli_catch_stop();
     int n = cfg->limit && cfg->limit < train.n ? cfg->limit : train.n;
     int trials = cfg->n_fixed ? cfg->n_fixed : cfg->trials;
-    char model[96] = "autoencoder";
+    char model[96] = "autoencoder", noise[64] = "";
     if (cfg->noise.kind != LT_NOISE_NONE) {
-        char nz[64];
-        lt_noise_format(&cfg->noise, nz, sizeof nz);
-        snprintf(model, sizeof model, "denoising autoencoder, noise %s", nz);
+        lt_noise_format(&cfg->noise, noise, sizeof noise);
+        snprintf(model, sizeof model, "denoising autoencoder, noise %s", noise);
     }
     if (rank == 0)
         fprintf(stderr, "%s %s %s (%s): %d trials x %d folds on %d training images, seed %llu, %d process(es) x %d thread(s)%s\n",
@@ -222,11 +221,7 @@ static int run_search(const char *cmd, lt_search_config *cfg, const char *data, 
         }
         printf("], \"test_mse\": ");
         json_num(res.test_mse);
-        if (cfg->noise.kind != LT_NOISE_NONE) {
-            char nz[64];
-            lt_noise_format(&cfg->noise, nz, sizeof nz);
-            printf(", \"model_kind\": \"dae\", \"noise\": \"%s\"", nz);
-        }
+        if (*noise) printf(", \"model_kind\": \"dae\", \"noise\": \"%s\"", noise);
         printf(", \"seconds\": %.3f, \"results\": \"%s/results.csv\", \"model\": \"%s/refit/model.safetensors\"}\n",
                res.seconds, cfg->out_dir, cfg->out_dir);
     } else if (json) {
