@@ -29,7 +29,7 @@ static char *slurp(const char *path)
     return b;
 }
 
-/* Three small stages that use each other's output, one that uses none, and
+/* Three small stages that use each other's output (and, in base, its own), one that uses none, and
  * a summary that reads values from the first three. */
 static const char *preset =
     "{\"title\": \"tiny study\", \"stages\": ["
@@ -37,7 +37,8 @@ static const char *preset =
     "  [\"train\", \"--out\", \"{stage}/run\", \"--epochs\", \"2\", \"--batch\", \"32\", \"--val\", \"40\", \"--json\"],"
     "  [\"eval\", \"{stage}/run/model.safetensors\", \"--json\"],"
     "  [\"reconstruct\", \"{stage}/run/model.safetensors\", \"--out\", \"{stage}/rec.png\", \"--count\", \"4\"],"
-    "  [\"curves\", \"{stage}/run\", \"--out\", \"{stage}/loss.svg\"]],"
+    "  [\"curves\", \"{stage}/run\", \"--out\", \"{stage}/loss.svg\"],"
+    "  [\"reconstruct\", \"{stage}/run/model.safetensors\", \"--out\", \"{stage}/rec2.png\", \"--count\", \"{=base.0.epochs}\"]],"
     " \"figures\": [{\"file\": \"{stage}/rec.png\", \"caption\": \"reconstructions\"}, {\"file\": \"{stage}/loss.svg\"}]},"
     "{\"id\": \"clf\", \"title\": \"Classifier\", \"commands\": ["
     "  [\"train\", \"--model\", \"clf\", \"--init\", \"{out}/base/run/model.safetensors\", \"--out\", \"{stage}/run\","
@@ -78,6 +79,8 @@ static void test_study(void **state)
     if (strstr(md, "n/a")) fail_msg("report.md has an empty cell:\n%s", md);
     assert_non_null(strstr(md, "| clf accuracy | 96.46% |"));
     assert_non_null(strstr(md, "latent train --out"));
+    /* A command read a value its own stage's first command printed. */
+    assert_non_null(strstr(md, "rec2.png --count 2"));
     free(md);
     snprintf(path, sizeof path, "%s/st/results.json", dir);
     char *rj = slurp(path);

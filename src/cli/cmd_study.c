@@ -309,6 +309,12 @@ static int run_stage(json_t *def, const char *out, const char *data, int threads
         return 1;
     }
     json_t *cmds_run = json_array(), *outputs = json_array();
+    /* A command may read what an earlier command of its own stage printed
+     * ("{=id.0.best.lr}" in the stage id): the stage's record so far stands in
+     * the table while it runs, and the finished record replaces it. */
+    json_t *partial = json_object();
+    json_object_set(partial, "outputs", outputs);
+    json_object_set_new(records, id, partial);
     double t0 = wall();
     size_t i;
     json_t *c;
@@ -377,6 +383,7 @@ static int run_stage(json_t *def, const char *out, const char *data, int threads
             break;
         }
     }
+    json_object_del(records, id);
     if (!rc) {
         json_t *rec = json_object();
         json_object_set(rec, "definition", def);
