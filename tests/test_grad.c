@@ -325,6 +325,11 @@ static void test_convt2d(void **state)
     conv_case("convt 1->2 3x3 k3 s1 p0", (geo){1, 3, 3, 2, 3, 1, 0, 0, 5, 5}, 1, 1e-2f, TOL_LAYER);
     conv_case("convt 2->2 3x2 k2 s2 p0 op1", (geo){2, 3, 2, 2, 2, 2, 0, 1, 7, 5}, 1, 1e-2f, TOL_LAYER);
     conv_case("convt 2->1 2x3 k3 s3 p1 op2", (geo){2, 2, 3, 1, 3, 3, 1, 2, 6, 9}, 1, 1e-2f, TOL_LAYER);
+    /* One output channel, k3 s2 p1 op1 takes the direct kernel (convt1.c):
+     * the mission's last layer's shape, a non-square one, a single pixel. */
+    conv_case("convt 8->1 5x6 k3 s2 p1 op1 (direct)", (geo){8, 5, 6, 1, 3, 2, 1, 1, 10, 12}, 1, 1e-2f, TOL_LAYER);
+    conv_case("convt 3->1 7x2 k3 s2 p1 op1 (direct)", (geo){3, 7, 2, 1, 3, 2, 1, 1, 14, 4}, 1, 1e-2f, TOL_LAYER);
+    conv_case("convt 2->1 1x1 k3 s2 p1 op1 (direct)", (geo){2, 1, 1, 1, 3, 2, 1, 1, 2, 2}, 1, 1e-2f, TOL_LAYER);
     print_message("convt2d worst relative error %.2e\n", worst_seen);
 }
 

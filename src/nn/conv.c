@@ -23,7 +23,9 @@
  * autoencoder still go in one block, as before.
  *
  * A convolution of a one-channel image (the first layer) is direct: 9
- * products per output value are too few to pay for unfolding and packing. */
+ * products per output value are too few to pay for unfolding and packing.
+ * So is the transposed convolution back to one channel (the last layer), in
+ * convt1.c. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -92,7 +94,9 @@ size_t lt_conv_scratch_size(const lt_conv_geom *g, int transposed, int n)
      * the reordered weight and its gradient. */
     size_t kk = (size_t)g->k * g->k, wsz = kk * g->c * g->oc;
     size_t cols = cols_per_image(g, transposed) * (size_t)(transposed ? n : block_images(g, n));
-    return round16(cols) + 2 * round16(wsz) + round16(pad_size(g, transposed));
+    size_t size = round16(cols) + 2 * round16(wsz) + round16(pad_size(g, transposed));
+    if (transposed && lt_convt1_applies(g) && lt_convt1_scratch_size(g) > size) size = lt_convt1_scratch_size(g);
+    return size;
 }
 
 typedef struct scratch {
@@ -379,6 +383,10 @@ void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
 void lt_convt2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
                         const lt_conv_geom *g, float *scratch_p)
 {
+    if (lt_convt1_applies(g)) {
+        lt_convt1_forward(out, inp, w, b, n, g, scratch_p);
+        return;
+    }
     const int kk = g->k * g->k, kko = kk * g->oc, rows = n * g->h * g->w;
     scratch sc = split(g, 1, n, scratch_p);
     reorder(sc.wr, w, g->c, g->oc, kk);
@@ -391,6 +399,10 @@ void lt_convt2d_forward(float *out, const float *inp, const float *w, const floa
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, int n, const lt_conv_geom *g, float *scratch_p)
 {
+    if (lt_convt1_applies(g)) {
+        lt_convt1_backward(dinp, dw, db, dout, inp, w, n, g, scratch_p);
+        return;
+    }
     const int kk = g->k * g->k, kko = kk * g->oc, rows = n * g->h * g->w;
     scratch sc = split(g, 1, n, scratch_p);
     if (db) sum_bias_grad(db, dout, (size_t)n * g->oh * g->ow, g->oc);

@@ -49,6 +49,15 @@ void lt_convt2d_forward(float *out, const float *inp, const float *w, const floa
                         const lt_conv_geom *g, float *scratch);
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, int n, const lt_conv_geom *g, float *scratch);
+/* ConvTranspose2d to one channel, k 3, stride 2, padding 1, output padding 1
+ * (the autoencoder's last layer), computed directly (convt1.c); the two
+ * functions above use it when lt_convt1_applies. */
+int lt_convt1_applies(const lt_conv_geom *g);
+size_t lt_convt1_scratch_size(const lt_conv_geom *g);
+void lt_convt1_forward(float *out, const float *inp, const float *w, const float *b, int n, const lt_conv_geom *g,
+                       float *scratch);
+void lt_convt1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int n,
+                        const lt_conv_geom *g, float *scratch);
 
 /* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. */
 void lt_dense_forward(float *out, const float *inp, const float *w, const float *b, int n, int nin,

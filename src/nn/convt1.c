@@ -1,0 +1,209 @@
+/* The autoencoder's last layer, ConvTranspose2d to ONE channel with a 3x3
+ * kernel, stride 2, padding 1, output padding 1 (c x h x w -> 1 x 2h x 2w),
+ * computed directly.
+ *
+ * Why: through im2col + GEMM this layer was the slowest of the model (a
+ * fifth of a training step, at 6-10% of peak). Its GEMMs have 9 columns or
+ * a depth of 9, where OpenBLAS packs more than it multiplies, and the
+ * unfolded 9 values per input pixel are then scattered into the image.
+ *
+ * How: with stride 2 every output pixel (2j+py, 2i+px) takes taps from a
+ * fixed set per phase (py, px): kernel row 1 from input row j when py = 0;
+ * rows 0 and 2 from input rows j+1 and j when py = 1; the same for columns.
+ * The input is copied into one plane per channel with a stride of w+1 (a zero
+ * column and zero rows after it), so each tap is the plane read at a fixed
+ * offset, and one phase of the output is a sum of shifted planes: eight
+ * outputs at a time in a vector register, one load and one multiply-add per
+ * channel and tap. The backward pass is the same sums the other way round:
+ * the output gradient split into its four phase planes (with zero rows in
+ * front), the input gradient as shifted sums of those, the weight gradient as
+ * dot products of the two. Every sum runs in a fixed order, so results do not
+ * depend on the thread count. */
+#include <string.h>
+
+#include "core/core.h"
+#include "nn/layers.h"
+
+typedef float v8f __attribute__((vector_size(32)));
+/* The same vector read or written at any float address. */
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+#define LOAD8(p) (*(const v8f_u *)(p))
+#define STORE8(p, v) (*(v8f_u *)(p) = (v))
+
+int lt_convt1_applies(const lt_conv_geom *g)
+{
+    return g->oc == 1 && g->k == 3 && g->stride == 2 && g->pad == 1 && g->oh == 2 * g->h && g->ow == 2 * g->w;
+}
+
+/* Plane geometry: row stride W1 = w + 1; L the h rows rounded up to groups
+ * of four vectors (the loops below keep four sums going at once, so that
+ * each addition need not wait for the previous one); a plane holds
+ * L + W1 + 8 floats, so every shifted read of L floats stays inside it (the
+ * largest shift is W1 + 1). */
+typedef struct planes {
+    int W1, L, PL;
+} planes;
+
+static planes geometry(const lt_conv_geom *g)
+{
+    planes p;
+    p.W1 = g->w + 1;
+    p.L = (g->h * p.W1 + 31) / 32 * 32;
+    p.PL = p.L + p.W1 + 8;
+    return p;
+}
+
+size_t lt_convt1_scratch_size(const lt_conv_geom *g)
+{
+    planes p = geometry(g);
+    /* Input planes, four phase planes, one input-gradient plane, the weight
+     * gradient's vector sums. */
+    return (size_t)(g->c + 5) * p.PL + (size_t)g->c * 9 * 8 + 16;
+}
+
+/* The taps of the four phases (ph = 2 py + px): offset into the input plane
+ * and kernel index of each. */
+typedef struct taps {
+    int n[4], off[4][4], k[4][4];
+} taps;
+
+static taps phase_taps(int W1)
+{
+    static const int dy[2][2] = {{0, 0}, {1, 0}}, ky[2][2] = {{1, 0}, {0, 2}}, ny[2] = {1, 2};
+    taps T;
+    for (int ph = 0; ph < 4; ph++) {
+        const int py = ph >> 1, px = ph & 1;
+        int t = 0;
+        for (int a = 0; a < ny[py]; a++)
+            for (int b = 0; b < ny[px]; b++, t++) {
+                T.off[ph][t] = dy[py][a] * W1 + dy[px][b];
+                T.k[ph][t] = ky[py][a] * 3 + ky[px][b];
+            }
+        T.n[ph] = t;
+    }
+    return T;
+}
+
+/* The channels-last image [h][w][c] into c zero-bordered planes. Only the
+ * inside is written: the border stays as the caller zeroed it. */
+static void to_planes(float *P, const float *img, const lt_conv_geom *g, planes p)
+{
+    for (int y = 0; y < g->h; y++)
+        for (int x = 0; x < g->w; x++)
+            for (int ch = 0; ch < g->c; ch++) P[(size_t)ch * p.PL + y * p.W1 + x] = img[((size_t)y * g->w + x) * g->c + ch];
+}
+
+LT_VECTOR_CLONES void lt_convt1_forward(float *out, const float *inp, const float *w, const float *b, int n,
+                                        const lt_conv_geom *g, float *scratch)
+{
+    const planes p = geometry(g);
+    const int c = g->c, ow = g->ow;
+    float *P = scratch, *Q = P + (size_t)c * p.PL;
+    const float bias = b ? b[0] : 0.0f;
+    const taps T = phase_taps(p.W1);
+    memset(P, 0, sizeof(float) * (size_t)c * p.PL);
+    for (int s = 0; s < n; s++) {
+        to_planes(P, inp + (size_t)s * g->h * g->w * c, g, p);
+        for (int ph = 0; ph < 4; ph++) {
+            float *q = Q + (size_t)ph * p.L;
+            for (int i = 0; i < p.L; i += 32) {
+                v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                for (int t = 0; t < T.n[ph]; t++)
+                    for (int ch = 0; ch < c; ch++) {
+                        const float wk = w[ch * 9 + T.k[ph][t]], *x = P + (size_t)ch * p.PL + T.off[ph][t] + i;
+                        a0 += wk * LOAD8(x), a1 += wk * LOAD8(x + 8), a2 += wk * LOAD8(x + 16), a3 += wk * LOAD8(x + 24);
+                    }
+                STORE8(q + i, a0), STORE8(q + i + 8, a1), STORE8(q + i + 16, a2), STORE8(q + i + 24, a3);
+            }
+        }
+        float *o = out + (size_t)s * g->oh * ow;
+        for (int j = 0; j < g->h; j++)
+            for (int py = 0; py < 2; py++)
+                for (int i = 0; i < g->w; i++)
+                    for (int px = 0; px < 2; px++)
+                        o[(size_t)(2 * j + py) * ow + 2 * i + px] = bias + Q[(size_t)(py * 2 + px) * p.L + j * p.W1 + i];
+    }
+}
+
+/* The weight gradient's running sums for channels ch..ch+nc-1 (at most 8)
+ * of one tap: one sum per channel, so nc independent additions per output
+ * gradient vector read. Constant nc keeps the sums in registers. */
+static inline __attribute__((always_inline)) void dw_sums_c(float *restrict acc, const float *restrict P,
+                                                            const float *restrict dq, int ch, const int nc, int k,
+                                                            int off, planes p)
+{
+    v8f a[8];
+    for (int u = 0; u < nc; u++) a[u] = LOAD8(acc + ((size_t)(ch + u) * 9 + k) * 8);
+    const float *x = P + (size_t)ch * p.PL + off;
+    for (int i = 0; i < p.L; i += 8) {
+        const v8f d = LOAD8(dq + i);
+        for (int u = 0; u < nc; u++) a[u] += LOAD8(x + (size_t)u * p.PL + i) * d;
+    }
+    for (int u = 0; u < nc; u++) STORE8(acc + ((size_t)(ch + u) * 9 + k) * 8, a[u]);
+}
+
+static inline __attribute__((always_inline)) void dw_sums(float *acc, const float *P, const float *dq, int ch,
+                                                          int nc, int k, int off, planes p)
+{
+    if (nc == 8) dw_sums_c(acc, P, dq, ch, 8, k, off, p);
+    else dw_sums_c(acc, P, dq, ch, nc, k, off, p);
+}
+
+/* dw and db are added to; dinp is overwritten. */
+LT_VECTOR_CLONES void lt_convt1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                         const float *w, int n, const lt_conv_geom *g, float *scratch)
+{
+    const planes p = geometry(g);
+    const int c = g->c, ow = g->ow, F = p.W1 + 1;
+    float *P = scratch, *D = P + (size_t)c * p.PL, *dP = D + (size_t)4 * p.PL, *acc = dP + p.PL;
+    const taps T = phase_taps(p.W1);
+    if (db) {
+        float sum = 0.0f;
+        for (size_t r = 0; r < (size_t)n * g->oh * ow; r++) sum += dout[r];
+        db[0] += sum;
+    }
+    if (!dw && !dinp) return;
+    memset(P, 0, sizeof(float) * (size_t)c * p.PL);
+    memset(D, 0, sizeof(float) * (size_t)4 * p.PL);
+    memset(acc, 0, sizeof(float) * (size_t)c * 9 * 8);
+    for (int s = 0; s < n; s++) {
+        /* The output gradient's four phases, each F floats in, so that a read
+         * F - (largest tap offset) before a position is still inside. */
+        const float *d = dout + (size_t)s * g->oh * ow;
+        for (int j = 0; j < g->h; j++)
+            for (int py = 0; py < 2; py++)
+                for (int i = 0; i < g->w; i++)
+                    for (int px = 0; px < 2; px++)
+                        D[(size_t)(py * 2 + px) * p.PL + F + j * p.W1 + i] = d[(size_t)(2 * j + py) * ow + 2 * i + px];
+        if (dw) {
+            to_planes(P, inp + (size_t)s * g->h * g->w * c, g, p);
+            for (int ph = 0; ph < 4; ph++)
+                for (int t = 0; t < T.n[ph]; t++)
+                    for (int ch = 0; ch < c; ch += 8)
+                        dw_sums(acc, P, D + (size_t)ph * p.PL + F, ch, c - ch < 8 ? c - ch : 8, T.k[ph][t],
+                                T.off[ph][t], p);
+        }
+        if (dinp) {
+            float *di = dinp + (size_t)s * g->h * g->w * c;
+            for (int ch = 0; ch < c; ch++) {
+                for (int i = 0; i < p.L; i += 32) {
+                    v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+                    for (int ph = 0; ph < 4; ph++)
+                        for (int t = 0; t < T.n[ph]; t++) {
+                            const float wk = w[ch * 9 + T.k[ph][t]], *x = D + (size_t)ph * p.PL + F - T.off[ph][t] + i;
+                            a0 += wk * LOAD8(x), a1 += wk * LOAD8(x + 8), a2 += wk * LOAD8(x + 16), a3 += wk * LOAD8(x + 24);
+                        }
+                    STORE8(dP + i, a0), STORE8(dP + i + 8, a1), STORE8(dP + i + 16, a2), STORE8(dP + i + 24, a3);
+                }
+                for (int y = 0; y < g->h; y++)
+                    for (int x = 0; x < g->w; x++) di[((size_t)y * g->w + x) * c + ch] = dP[y * p.W1 + x];
+            }
+        }
+    }
+    if (dw)
+        for (int r = 0; r < c * 9; r++) {
+            float sum = 0.0f;
+            for (int l = 0; l < 8; l++) sum += acc[r * 8 + l];
+            dw[r] += sum;
+        }
+}
