@@ -320,6 +320,51 @@ LT_VECTOR_CLONES static void conv1(float *out, const float *img, const float *wt
     conv1_c(out, img, wt, b, n, g, g->k, g->oc, buf);
 }
 
+/* The weight gradient of conv1: acc[t][o] (zeroed by the caller) += the sum
+ * over output pixels of tap t's input value times dout[pixel][o]. Per pixel
+ * one multiply-add per tap and vector of outputs, k*k independent sums: a
+ * GEMM with a depth of 9 spent more in packing than in multiplying. */
+static inline __attribute__((always_inline)) void conv1_dw_c(float *restrict acc, const float *restrict dout,
+                                                             const float *restrict img, int n, const lt_conv_geom *g,
+                                                             const int k, const int oc, float *restrict buf)
+{
+    const int st = g->stride, pad = g->pad, pw = g->w + 2 * pad, ph = g->h + 2 * pad, nv = oc / 8;
+    memset(buf, 0, sizeof(float) * (size_t)ph * pw);
+    v8f a[25 * 8];
+    memcpy(a, acc, sizeof(float) * (size_t)k * k * oc);
+    for (int s = 0; s < n; s++) {
+        const float *im = img + (size_t)s * g->h * g->w;
+        for (int y = 0; y < g->h; y++) memcpy(buf + (size_t)(y + pad) * pw + pad, im + (size_t)y * g->w, sizeof(float) * g->w);
+        const float *d = dout + (size_t)s * g->oh * g->ow * oc;
+        for (int y = 0; y < g->oh; y++)
+            for (int x = 0; x < g->ow; x++, d += oc) {
+                v8f dv[8];
+                memcpy(dv, d, sizeof(float) * oc);
+                const float *px = buf + (size_t)y * st * pw + (size_t)x * st;
+                for (int ki = 0; ki < k; ki++)
+                    for (int kj = 0; kj < k; kj++) {
+                        const float t = px[(size_t)ki * pw + kj];
+                        for (int v = 0; v < nv; v++) a[(ki * k + kj) * nv + v] += t * dv[v];
+                    }
+            }
+    }
+    memcpy(acc, a, sizeof(float) * (size_t)k * k * oc);
+}
+
+LT_VECTOR_CLONES static void conv1_dw(float *acc, const float *dout, const float *img, int n, const lt_conv_geom *g,
+                                      float *buf)
+{
+    if (g->k == 3) {
+        switch (g->oc) {
+        case 8: conv1_dw_c(acc, dout, img, n, g, 3, 8, buf); return;
+        case 16: conv1_dw_c(acc, dout, img, n, g, 3, 16, buf); return;
+        case 32: conv1_dw_c(acc, dout, img, n, g, 3, 32, buf); return;
+        case 64: conv1_dw_c(acc, dout, img, n, g, 3, 64, buf); return;
+        }
+    }
+    conv1_dw_c(acc, dout, img, n, g, g->k, g->oc, buf);
+}
+
 /* out [n*oh*ow, oc] = bias + cols [n*oh*ow, kkc] x Wr^T, Wr [oc, kkc]. */
 void lt_conv2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
                        const lt_conv_geom *g, float *scratch_p)
@@ -355,7 +400,12 @@ void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
     scratch sc = split(g, 0, n, scratch_p);
     cols_ready = cols_ready && bi == n && !direct(g);
     if (db) sum_bias_grad(db, dout, (size_t)n * per, g->oc);
-    if (dw) {
+    if (dw && direct(g) && g->k <= 5) {
+        memset(sc.dwr, 0, sizeof(float) * (size_t)kk * g->oc);
+        conv1_dw(sc.dwr, dout, inp, n, g, sc.pad);
+        /* [k*k][oc] -> PyTorch's [oc][1][k][k] */
+        unreorder_add(dw, sc.dwr, 1, g->oc, kk);
+    } else if (dw) {
         for (int s = 0; s < n; s += bi) {
             const int bn = n - s < bi ? n - s : bi;
             if (!cols_ready)
