@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "optim/optim.h"
 #include "testutil.h"
 
 static lt_dataset ds;
@@ -401,9 +402,33 @@ static void test_unwritable_out_dir(void **state)
     free(d);
 }
 
+/* The library flushes subnormals to zero while it computes (the optimizer's
+ * update here) and leaves the caller's floating-point mode as it found it. */
+static void test_flush_subnormals(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) || defined(__SSE2__)
+    lt_optim o;
+    lt_err err = {0};
+    assert_int_equal(lt_optim_init(&o, LT_OPT_SGD, 1.0, 0.0, 0.0, 2, &err), 0);
+    /* p - lr * g = 2e-38 - 1.99e-38 = 1e-40, a subnormal. */
+    volatile float p0 = 2e-38f, g0 = 1.99e-38f;
+    float p[2] = {p0, 1.0f}, g[2] = {g0, 0.5f};
+    volatile float here = p0 - g0; /* the caller's mode keeps subnormals */
+    assert_true(here != 0.0f && fabsf(here) < 1.17549435e-38f);
+    const unsigned before = _mm_getcsr(); /* with the flags that raised */
+    lt_optim_step(&o, p, g, 2);
+    assert_true(p[0] == 0.0f);
+    assert_true(p[1] == 0.5f);
+    assert_int_equal(_mm_getcsr(), before);
+    lt_optim_free(&o);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flush_subnormals),
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_resume_exact),
         cmocka_unit_test(test_interrupt_and_resume),

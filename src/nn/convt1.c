@@ -93,8 +93,8 @@ static void to_planes(float *P, const float *img, const lt_conv_geom *g, planes 
             for (int ch = 0; ch < g->c; ch++) P[(size_t)ch * p.PL + y * p.W1 + x] = img[((size_t)y * g->w + x) * g->c + ch];
 }
 
-LT_VECTOR_CLONES void lt_convt1_forward(float *out, const float *inp, const float *w, const float *b, int n,
-                                        const lt_conv_geom *g, float *scratch)
+LT_VECTOR_CLONES static void forward_impl(float *out, const float *inp, const float *w, const float *b, int n,
+                                          const lt_conv_geom *g, float *scratch)
 {
     const planes p = geometry(g);
     const int c = g->c, ow = g->ow;
@@ -149,9 +149,8 @@ static inline __attribute__((always_inline)) void dw_sums(float *acc, const floa
     else dw_sums_c(acc, P, dq, ch, nc, k, off, p);
 }
 
-/* dw and db are added to; dinp is overwritten. */
-LT_VECTOR_CLONES void lt_convt1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                                         const float *w, int n, const lt_conv_geom *g, float *scratch)
+LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                           const float *w, int n, const lt_conv_geom *g, float *scratch)
 {
     const planes p = geometry(g);
     const int c = g->c, ow = g->ow, F = p.W1 + 1;
@@ -206,4 +205,19 @@ LT_VECTOR_CLONES void lt_convt1_backward(float *dinp, float *dw, float *db, cons
             for (int l = 0; l < 8; l++) sum += acc[r * 8 + l];
             dw[r] += sum;
         }
+}
+
+/* The cloned bodies are static: clang cannot clone a function other files
+ * call (see LT_VECTOR_CLONES). */
+void lt_convt1_forward(float *out, const float *inp, const float *w, const float *b, int n, const lt_conv_geom *g,
+                       float *scratch)
+{
+    forward_impl(out, inp, w, b, n, g, scratch);
+}
+
+/* dw and db are added to; dinp is overwritten. */
+void lt_convt1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int n,
+                        const lt_conv_geom *g, float *scratch)
+{
+    backward_impl(dinp, dw, db, dout, inp, w, n, g, scratch);
 }

@@ -270,7 +270,9 @@ void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to
 #pragma omp parallel for num_threads(ws_threads(ws, threads)) schedule(dynamic, 1)
     for (int c = 0; c < nch; c++) {
         int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
+        lt_fpmode fm = lt_ftz_begin();
         forward_chunk(m, ws, first, cn, from, to, train, seed, step, ws->slots[omp_get_thread_num()].cols);
+        lt_ftz_end(fm);
     }
 }
 
@@ -364,6 +366,7 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
     const int c0 = split ? nch * ws->part / ws->parts : 0, c1 = split ? nch * (ws->part + 1) / ws->parts : nch;
 #pragma omp parallel num_threads(nt)
     {
+        lt_fpmode fm = lt_ftz_begin();
 #pragma omp for schedule(dynamic, 1)
         for (int c = c0; c < c1; c++) loss_chunk(m, ws, c, n, seed, step, grad);
         if (split) {
@@ -381,6 +384,7 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
                 ws->grad[j] = g;
             }
         }
+        lt_ftz_end(fm);
     }
     lt_batch_loss r = {0};
     double loss = 0.0, kl = 0.0;

@@ -128,6 +128,10 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad, int threads)
     for (size_t b = 0; b < nb; b++) {
         /* Parameters before o->first are frozen: weight decay must not move them either. */
         size_t lo = b * block < o->first ? o->first : b * block, hi = b * block + block < o->n ? b * block + block : o->n;
-        if (lo < hi) update_range(o, p, grad, lo, hi);
+        if (lo < hi) {
+            lt_fpmode fm = lt_ftz_begin();
+            update_range(o, p, grad, lo, hi);
+            lt_ftz_end(fm);
+        }
     }
 }
