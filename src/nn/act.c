@@ -10,9 +10,16 @@ LT_VECTOR_CLONES static void relu_forward_impl(float *restrict out, const float 
     for (size_t i = 0; i < len; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
-void lt_relu_forward(float *restrict out, const float *restrict inp, size_t len)
+LT_VECTOR_CLONES static void relu_in_place_impl(float *x, size_t len)
 {
-    relu_forward_impl(out, inp, len);
+    for (size_t i = 0; i < len; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* out == inp is allowed (the network runs a ReLU after a convolution in place). */
+void lt_relu_forward(float *out, const float *inp, size_t len)
+{
+    if (out == inp) relu_in_place_impl(out, len);
+    else relu_forward_impl(out, inp, len);
 }
 
 /* out > 0 exactly when inp > 0, so the saved output is enough. dout is read

@@ -65,6 +65,7 @@ void lt_dense_forward(float *out, const float *inp, const float *w, const float 
 void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                        const float *w, int n, int nin, int nout);
 
+/* out may be inp (in place). */
 void lt_relu_forward(float *out, const float *inp, size_t len);
 void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t len);
 void lt_sigmoid_forward(float *out, const float *inp, size_t len);

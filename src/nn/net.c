@@ -43,6 +43,17 @@ static int has_mask(const lt_layer *l, int train)
 
 static int n_chunks(int n) { return (n + LT_CHUNK - 1) / LT_CHUNK; }
 
+/* A ReLU right after a convolution or dense layer works in place: their
+ * backward passes read their input, never their output, and the ReLU's reads
+ * only its output. One activation array less to write and to keep in cache
+ * (the ReLUs were 7% of a training step, mostly memory traffic). */
+static int relu_in_place(const lt_model *m, int i)
+{
+    if (m->layers[i].kind != LT_L_RELU || i == 0) return 0;
+    const int k = m->layers[i - 1].kind;
+    return k == LT_L_CONV || k == LT_L_CONVT || k == LT_L_DENSE;
+}
+
 static void blas_single_threaded(void)
 {
     /* We parallelise over chunks ourselves; OpenBLAS's own threads would
@@ -75,7 +86,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     size_t total = round64(in0 * max_batch);
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
-        if ((l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) || moves_data(l))
+        if (((l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) || moves_data(l)) && !relu_in_place(m, i))
             total += round64(l->out_size * max_batch);
         if (has_mask(l, train)) total += round64(l->out_size * max_batch);
     }
@@ -120,8 +131,8 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->act[0] = p, p += round64(in0 * max_batch);
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
-        if ((l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) && !moves_data(l)) {
-            ws->act[i + 1] = ws->act[i]; /* same bytes, another shape */
+        if (((l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) && !moves_data(l)) || relu_in_place(m, i)) {
+            ws->act[i + 1] = ws->act[i]; /* same bytes, another shape; or a ReLU in place */
         } else {
             ws->act[i + 1] = p, p += round64(l->out_size * max_batch);
         }
