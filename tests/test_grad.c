@@ -330,6 +330,9 @@ static void test_convt2d(void **state)
     conv_case("convt 8->1 5x6 k3 s2 p1 op1 (direct)", (geo){8, 5, 6, 1, 3, 2, 1, 1, 10, 12}, 1, 1e-2f, TOL_LAYER);
     conv_case("convt 3->1 7x2 k3 s2 p1 op1 (direct)", (geo){3, 7, 2, 1, 3, 2, 1, 1, 14, 4}, 1, 1e-2f, TOL_LAYER);
     conv_case("convt 2->1 1x1 k3 s2 p1 op1 (direct)", (geo){2, 1, 1, 1, 3, 2, 1, 1, 2, 2}, 1, 1e-2f, TOL_LAYER);
+    /* 16 channels and rows of 10: two channel blocks through the 8x8
+     * transposes, the second pixel block of a row overlapping the first. */
+    conv_case("convt 16->1 3x10 k3 s2 p1 op1 (direct)", (geo){16, 3, 10, 1, 3, 2, 1, 1, 6, 20}, 1, 1e-2f, TOL_LAYER);
     print_message("convt2d worst relative error %.2e\n", worst_seen);
 }
 

@@ -56,9 +56,9 @@ static planes geometry(const lt_conv_geom *g)
 size_t lt_convt1_scratch_size(const lt_conv_geom *g)
 {
     planes p = geometry(g);
-    /* Input planes, four phase planes, one input-gradient plane, the weight
-     * gradient's vector sums. */
-    return (size_t)(g->c + 5) * p.PL + (size_t)g->c * 9 * 8 + 16;
+    /* Input planes, four phase planes, the input gradient's planes, the
+     * weight gradient's vector sums. */
+    return (size_t)(2 * g->c + 4) * p.PL + (size_t)g->c * 9 * 8 + 16;
 }
 
 /* The taps of the four phases (ph = 2 py + px): offset into the input plane
@@ -84,13 +84,75 @@ static taps phase_taps(int W1)
     return T;
 }
 
-/* The channels-last image [h][w][c] into c zero-bordered planes. Only the
- * inside is written: the border stays as the caller zeroed it. */
-static void to_planes(float *P, const float *img, const lt_conv_geom *g, planes p)
+/* An 8x8 block transposed in registers (24 shuffles, against 64 scalar
+ * moves with strided stores, which were a third of the backward pass). */
+static inline __attribute__((always_inline)) void transpose8(v8f r[8])
 {
-    for (int y = 0; y < g->h; y++)
-        for (int x = 0; x < g->w; x++)
-            for (int ch = 0; ch < g->c; ch++) P[(size_t)ch * p.PL + y * p.W1 + x] = img[((size_t)y * g->w + x) * g->c + ch];
+    /* __builtin_shufflevector: GCC 12 and clang alike; lanes 8-15 are b's. */
+#define LO(a, b) __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13)
+#define HI(a, b) __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15)
+#define LO2(a, b) __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13)
+#define HI2(a, b) __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15)
+#define LO4(a, b) __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11)
+#define HI4(a, b) __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15)
+    v8f t[8], u[8];
+    for (int k = 0; k < 8; k += 2) t[k] = LO(r[k], r[k + 1]), t[k + 1] = HI(r[k], r[k + 1]);
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = LO2(t[k], t[k + 2]), u[k + 1] = HI2(t[k], t[k + 2]);
+        u[k + 2] = LO2(t[k + 1], t[k + 3]), u[k + 3] = HI2(t[k + 1], t[k + 3]);
+    }
+    for (int k = 0; k < 4; k++) r[k] = LO4(u[k], u[k + 4]), r[k + 4] = HI4(u[k], u[k + 4]);
+#undef LO
+#undef HI
+#undef LO2
+#undef HI2
+#undef LO4
+#undef HI4
+}
+
+/* Between the channels-last image [h][w][c] and c planes of stride W1:
+ * to_pl = 1 copies the image into the planes (only the inside: the border
+ * stays as the caller zeroed it), 0 the planes' inside into the image. Blocks
+ * of 8 pixels x 8 channels go through transpose8 (the last block of a row
+ * overlaps the one before it when w is not a multiple of 8). */
+static inline __attribute__((always_inline)) void planes_copy(float *P, float *img, const lt_conv_geom *g, planes p,
+                                                              int to_pl)
+{
+    const int c = g->c, w = g->w;
+    for (int y = 0; y < g->h; y++) {
+        if (c % 8 == 0 && w >= 8) {
+            for (int x0 = 0; x0 < w; x0 += 8) {
+                const int xs = x0 + 8 > w ? w - 8 : x0;
+                for (int cb = 0; cb < c; cb += 8) {
+                    float *pl = P + (size_t)cb * p.PL + y * p.W1 + xs, *im = img + ((size_t)y * w + xs) * c + cb;
+                    v8f r[8];
+                    for (int k = 0; k < 8; k++) r[k] = to_pl ? LOAD8(im + (size_t)k * c) : LOAD8(pl + (size_t)k * p.PL);
+                    transpose8(r);
+                    for (int k = 0; k < 8; k++) {
+                        if (to_pl) STORE8(pl + (size_t)k * p.PL, r[k]);
+                        else STORE8(im + (size_t)k * c, r[k]);
+                    }
+                }
+            }
+            continue;
+        }
+        for (int x = 0; x < w; x++)
+            for (int ch = 0; ch < c; ch++) {
+                float *pl = P + (size_t)ch * p.PL + y * p.W1 + x, *im = img + ((size_t)y * w + x) * c + ch;
+                if (to_pl) *pl = *im;
+                else *im = *pl;
+            }
+    }
+}
+
+static inline __attribute__((always_inline)) void to_planes(float *P, const float *img, const lt_conv_geom *g, planes p)
+{
+    planes_copy(P, (float *)img, g, p, 1); /* only read when to_pl */
+}
+
+static inline __attribute__((always_inline)) void from_planes(float *img, const float *P, const lt_conv_geom *g, planes p)
+{
+    planes_copy((float *)P, img, g, p, 0); /* only read when !to_pl */
 }
 
 LT_VECTOR_CLONES static void forward_impl(float *out, const float *inp, const float *w, const float *b, int n,
@@ -118,10 +180,11 @@ LT_VECTOR_CLONES static void forward_impl(float *out, const float *inp, const fl
         }
         float *o = out + (size_t)s * g->oh * ow;
         for (int j = 0; j < g->h; j++)
-            for (int py = 0; py < 2; py++)
-                for (int i = 0; i < g->w; i++)
-                    for (int px = 0; px < 2; px++)
-                        o[(size_t)(2 * j + py) * ow + 2 * i + px] = bias + Q[(size_t)(py * 2 + px) * p.L + j * p.W1 + i];
+            for (int py = 0; py < 2; py++) {
+                float *row = o + (size_t)(2 * j + py) * ow;
+                const float *e = Q + (size_t)(py * 2) * p.L + j * p.W1, *od = e + p.L;
+                for (int i = 0; i < g->w; i++) row[2 * i] = bias + e[i], row[2 * i + 1] = bias + od[i];
+            }
     }
 }
 
@@ -154,7 +217,7 @@ LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, float *db, co
 {
     const planes p = geometry(g);
     const int c = g->c, ow = g->ow, F = p.W1 + 1;
-    float *P = scratch, *D = P + (size_t)c * p.PL, *dP = D + (size_t)4 * p.PL, *acc = dP + p.PL;
+    float *P = scratch, *D = P + (size_t)c * p.PL, *dP = D + (size_t)4 * p.PL, *acc = dP + (size_t)c * p.PL;
     const taps T = phase_taps(p.W1);
     if (db) {
         float sum = 0.0f;
@@ -170,10 +233,11 @@ LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, float *db, co
          * F - (largest tap offset) before a position is still inside. */
         const float *d = dout + (size_t)s * g->oh * ow;
         for (int j = 0; j < g->h; j++)
-            for (int py = 0; py < 2; py++)
-                for (int i = 0; i < g->w; i++)
-                    for (int px = 0; px < 2; px++)
-                        D[(size_t)(py * 2 + px) * p.PL + F + j * p.W1 + i] = d[(size_t)(2 * j + py) * ow + 2 * i + px];
+            for (int py = 0; py < 2; py++) {
+                const float *row = d + (size_t)(2 * j + py) * ow;
+                float *e = D + (size_t)(py * 2) * p.PL + F + j * p.W1, *o = e + p.PL;
+                for (int i = 0; i < g->w; i++) e[i] = row[2 * i], o[i] = row[2 * i + 1];
+            }
         if (dw) {
             to_planes(P, inp + (size_t)s * g->h * g->w * c, g, p);
             for (int ph = 0; ph < 4; ph++)
@@ -185,6 +249,7 @@ LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, float *db, co
         if (dinp) {
             float *di = dinp + (size_t)s * g->h * g->w * c;
             for (int ch = 0; ch < c; ch++) {
+                float *dp = dP + (size_t)ch * p.PL;
                 for (int i = 0; i < p.L; i += 32) {
                     v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
                     for (int ph = 0; ph < 4; ph++)
@@ -192,11 +257,10 @@ LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, float *db, co
                             const float wk = w[ch * 9 + T.k[ph][t]], *x = D + (size_t)ph * p.PL + F - T.off[ph][t] + i;
                             a0 += wk * LOAD8(x), a1 += wk * LOAD8(x + 8), a2 += wk * LOAD8(x + 16), a3 += wk * LOAD8(x + 24);
                         }
-                    STORE8(dP + i, a0), STORE8(dP + i + 8, a1), STORE8(dP + i + 16, a2), STORE8(dP + i + 24, a3);
+                    STORE8(dp + i, a0), STORE8(dp + i + 8, a1), STORE8(dp + i + 16, a2), STORE8(dp + i + 24, a3);
                 }
-                for (int y = 0; y < g->h; y++)
-                    for (int x = 0; x < g->w; x++) di[((size_t)y * g->w + x) * c + ch] = dP[y * p.W1 + x];
             }
+            from_planes(di, dP, g, p);
         }
     }
     if (dw)
