@@ -366,6 +366,16 @@ static void loss_chunk(const lt_model *m, lt_workspace *ws, int c, int n, uint64
     if (grad) backward_chunk(m, ws, first, cn, 1, top, 1.0f / (float)n, s, grads);
 }
 
+/* dst[i] = 0 + the chunks' grads[j0 + i], chunk by chunk in order. */
+LT_VECTOR_CLONES static void sum_chunks(float *restrict dst, const lt_chunk *cs, int nch, size_t j0, size_t len)
+{
+    for (size_t i = 0; i < len; i++) dst[i] = 0.0f;
+    for (int c = 0; c < nch; c++) {
+        const float *restrict g = cs[c].grads + j0;
+        for (size_t i = 0; i < len; i++) dst[i] += g[i];
+    }
+}
+
 lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step, int grad,
                           int threads)
 {
@@ -388,11 +398,15 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
         }
         /* Sum the chunks' gradients in chunk order, whichever thread ran them. */
         if (grad) {
+            /* Blocks of parameters, the chunks added one whole block at a
+             * time: vector adds over contiguous memory, where a loop over
+             * the chunks for each parameter was scalar (3% of a step). Each
+             * sum is still ((0 + g0) + g1) + ..., the same bits. */
+            const size_t blk = 2048, nblk = (m->n_params + blk - 1) / blk;
 #pragma omp for schedule(static)
-            for (size_t j = 0; j < m->n_params; j++) {
-                float g = 0.0f;
-                for (int c = 0; c < nch; c++) g += cs[c].grads[j];
-                ws->grad[j] = g;
+            for (size_t b = 0; b < nblk; b++) {
+                const size_t j0 = b * blk, len = m->n_params - j0 < blk ? m->n_params - j0 : blk;
+                sum_chunks(ws->grad + j0, cs, nch, j0, len);
             }
         }
         lt_ftz_end(fm);
