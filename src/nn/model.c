@@ -202,9 +202,15 @@ int lt_model_summary(const lt_model *m, char *buf, size_t size)
     return 0;
 }
 
-static int ensure_infer(lt_model *m, lt_err *err)
+void lt_model_lend_workspace(lt_model *m, lt_workspace *ws) { m->lent = ws; }
+
+/* The workspace inference runs in: the lent one, or the model's own, made on
+ * first use. */
+static int infer_ws(lt_model *m, lt_workspace **ws, lt_err *err)
 {
-    return m->infer ? 0 : lt_workspace_create(&m->infer, m, infer_batch(m), 0, err);
+    int rc = m->lent || m->infer ? 0 : lt_workspace_create(&m->infer, m, infer_batch(m), 0, err);
+    *ws = m->lent ? m->lent : m->infer;
+    return rc;
 }
 
 /* Run layers [from, to) on n rows of `in` (each in_len floats), writing rows of
@@ -212,9 +218,9 @@ static int ensure_infer(lt_model *m, lt_err *err)
 static int run_layers(lt_model *m, int from, int to, const float *in, size_t in_len, float *out,
                       size_t out_len, int n, int threads, lt_err *err)
 {
-    int rc = ensure_infer(m, err);
+    lt_workspace *ws;
+    int rc = infer_ws(m, &ws, err);
     if (rc) return rc;
-    lt_workspace *ws = m->infer;
     const int ib = ws->max_batch;
     for (int s = 0; s < n; s += ib) {
         int bn = n - s < ib ? n - s : ib;
@@ -292,9 +298,9 @@ int lt_model_eval(lt_model *m, const lt_dataset *ds, int first, int count, int t
     if (m->kind == LT_MODEL_CLF && ds->n_classes > m->classes)
         return lt_errf(err, LT_EINVAL, "the data has labels up to %d but the classifier has %d classes",
                        ds->n_classes - 1, m->classes);
-    int rc = ensure_infer(m, err);
+    lt_workspace *ws;
+    int rc = infer_ws(m, &ws, err);
     if (rc) return rc;
-    lt_workspace *ws = m->infer;
     const int ib = ws->max_batch, L = m->n_layers;
     const size_t sz = image_size(m);
     double loss = 0.0, rec = 0.0, kl = 0.0, sq = 0.0;

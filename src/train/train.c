@@ -427,6 +427,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
                      lt_model_kind_name(m));
     if (!rc) rc = lt_workspace_create(&ws, m, cfg->batch, 1, err);
     if (!rc) lt_dist_attach(cfg->dist, ws);
+    if (!rc) lt_model_lend_workspace(m, ws); /* the validation score runs in it */
     if (!rc && !(order = lt_malloc(sizeof(int) * (size_t)ntrain, err))) rc = LT_ENOMEM;
 
     const double t0 = now_seconds();
@@ -519,6 +520,7 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
     if (result) *result = res;
     free(order);
     free(rs.metrics);
+    if (m) lt_model_lend_workspace(m, NULL);
     lt_workspace_free(ws);
     lt_optim_free(&opt);
     lt_model_free(m);
