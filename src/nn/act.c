@@ -32,9 +32,16 @@ LT_VECTOR_CLONES static void relu_backward_impl(float *restrict dinp, const floa
     }
 }
 
-void lt_relu_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t len)
+LT_VECTOR_CLONES static void relu_backward_in_place_impl(float *restrict d, const float *restrict out, size_t len)
 {
-    relu_backward_impl(dinp, dout, out, len);
+    for (size_t i = 0; i < len; i++) d[i] = out[i] > 0.0f ? d[i] : 0.0f;
+}
+
+/* dinp == dout is allowed (in place). */
+void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t len)
+{
+    if (dinp == dout) relu_backward_in_place_impl(dinp, out, len);
+    else relu_backward_impl(dinp, dout, out, len);
 }
 
 /* exp(x) for the sigmoid, written so the compiler can vectorise the loop that

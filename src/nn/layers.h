@@ -67,6 +67,7 @@ void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, con
 
 /* out may be inp (in place). */
 void lt_relu_forward(float *out, const float *inp, size_t len);
+/* dinp may be dout (in place). */
 void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t len);
 void lt_sigmoid_forward(float *out, const float *inp, size_t len);
 void lt_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t len);

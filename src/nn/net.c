@@ -238,7 +238,10 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
             break;
         case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols + ws->scratch_off[i]); break;
         case LT_L_DENSE: lt_dense_backward(dinp, dw, db, dout, in, w, n, l->in_c, l->out_c); break;
-        case LT_L_RELU: if (dinp) lt_relu_backward(dinp, dout, out, len); break;
+        case LT_L_RELU:
+            /* In place in the gradient buffer: one array less to write. */
+            if (dinp) lt_relu_backward(s->d[cur], dout, out, len);
+            continue;
         case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, dout, out, len); break;
         case LT_L_DROPOUT:
             if (dinp) {
