@@ -123,6 +123,24 @@ static void test_study(void **state)
     assert_non_null(sj);
     assert_non_null(strstr(sj, "\"--latent\",\n   \"2\""));
     free(sj);
+    /* The baseline's definition changes (3 epochs): its folder is cleared and it
+     * runs from scratch (resuming the 2-epoch run would be refused), and with
+     * it the stages that use its output; pix is kept. */
+    char *p3 = strdup(preset), *e2 = strstr(p3, "\"--epochs\", \"2\"");
+    assert_non_null(e2);
+    e2[strlen("\"--epochs\", \"")] = '3';
+    free(tu_write(dir, "tiny3.json", p3, strlen(p3)));
+    free(p3);
+    rc = tu_sh(out, sizeof out, "%s study --preset %s/tiny3.json --out %s/st --data %s", LATENT_CLI, dir, dir, dir);
+    if (rc) fail_msg("run with a changed definition failed: %s", out);
+    assert_non_null(strstr(out, "[base] its definition in the preset changed"));
+    const char *base_line = strstr(out, "[base] latent train"), *base_eol = base_line ? strchr(base_line, '\n') : NULL;
+    assert_non_null(base_eol);
+    const char *base_res = strstr(base_line, "--resume");
+    assert_true(!base_res || base_res > base_eol);
+    assert_non_null(strstr(out, "[clf] latent train"));
+    assert_non_null(strstr(out, "[vae] latent train --model vae --latent 3"));
+    assert_non_null(strstr(out, "[pix] done before"));
 
     /* The page in a real browser: every embedded image decodes, the summary is there. */
     rc = tu_sh(out, sizeof out,

@@ -298,6 +298,18 @@ static json_t *finished_record(const char *stage_dir, json_t *def, const char *o
     return rec;
 }
 
+/* Did the stage finish before under another definition? Its folder then
+ * holds runs made with other settings, which must not be resumed. */
+static int definition_changed(const char *out, const char *id, json_t *def)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s/stage.json", out, id);
+    json_t *rec = json_load_file(path, 0, NULL);
+    int changed = rec && !json_equal(json_object_get(rec, "definition"), def);
+    json_decref(rec);
+    return changed;
+}
+
 static int run_stage(json_t *def, const char *out, const char *data, int threads, json_t *records, json_t **record)
 {
     const char *id = json_string_value(json_object_get(def, "id"));
@@ -488,8 +500,13 @@ int cmd_study(int argc, char **argv)
         return 1;
     }
     json_array_foreach(stages, i, st) {
+        const char *id = json_string_value(json_object_get(st, "id"));
         redo[i] = i == force_at;
-        for (size_t k = force_at; k < i && !redo[i]; k++)
+        if (!redo[i] && definition_changed(out, id, st)) {
+            fprintf(stderr, "[%s] its definition in the preset changed since it ran: it runs again from scratch\n", id);
+            redo[i] = 1;
+        }
+        for (size_t k = 0; k < i && !redo[i]; k++)
             redo[i] = redo[k] && uses_stage(st, json_string_value(json_object_get(json_array_get(stages, k), "id")));
     }
     json_array_foreach(stages, i, st) {
