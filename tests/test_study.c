@@ -79,6 +79,7 @@ static void test_study(void **state)
     if (strstr(md, "n/a")) fail_msg("report.md has an empty cell:\n%s", md);
     assert_non_null(strstr(md, "| clf accuracy | 96.46% |"));
     assert_non_null(strstr(md, "latent train --out"));
+    assert_null(strstr(md, "resumed:")); /* nothing was resumed in one sitting */
     /* A command read a value its own stage's first command printed. */
     assert_non_null(strstr(md, "rec2.png --count 2"));
     free(md);
@@ -102,6 +103,12 @@ static void test_study(void **state)
     if (rc) fail_msg("third run failed: %s", out);
     assert_non_null(strstr(out, "[vae] latent train"));
     assert_non_null(strstr(out, "--resume")); /* its training had finished: resumed, not redone */
+    /* and the report says its time is that sitting's only */
+    snprintf(path, sizeof path, "%s/st/report.md", dir);
+    md = slurp(path);
+    assert_non_null(md);
+    assert_non_null(strstr(md, " (resumed: the last sitting only) |"));
+    free(md);
     assert_null(strstr(out, "[base] latent"));
     /* --force reruns a stage from scratch, and the stages that use its output (vae scores
      * its samples with clf's model), not the others. */

@@ -204,6 +204,19 @@ static const char *check_js =
     "for(var i=0;i<im.length;i++)if(im[i].complete&&im[i].naturalWidth>0)ok++;"
     "document.body.setAttribute('data-images',ok+'/'+im.length);});";
 
+/* Did a command of the stage continue an earlier sitting's work? Then the
+ * stage's recorded time is that of the last sitting only. */
+static int was_resumed(json_t *rec)
+{
+    size_t i, j;
+    json_t *cmd, *arg;
+    json_array_foreach(json_object_get(rec, "commands"), i, cmd) json_array_foreach(cmd, j, arg) {
+        const char *a = json_string_value(arg);
+        if (a && !strcmp(a, "--resume")) return 1;
+    }
+    return 0;
+}
+
 int study_report(json_t *preset, json_t *records, const char *dir, const char *preset_name, double seconds)
 {
     sbuf h = {0}, m = {0};
@@ -276,12 +289,19 @@ int study_report(json_t *preset, json_t *records, const char *dir, const char *p
         id = json_string_value(json_object_get(e, "id"));
         rec = json_object_get(records, id);
         fmt_seconds(tbuf, sizeof tbuf, json_number_value(json_object_get(rec, "seconds")));
+        if (was_resumed(rec))
+            snprintf(tbuf + strlen(tbuf), sizeof tbuf - strlen(tbuf), " (resumed: the last sitting only)");
         sb_add(&h, "<tr><td><a href=\"#%s\">", id);
         sb_html(&h, json_string_value(json_object_get(e, "title")));
         sb_add(&h, "</a></td><td class=\"num\">%s</td></tr>\n", tbuf);
         sb_add(&m, "| %s | %s |\n", json_string_value(json_object_get(e, "title")), tbuf);
     }
     fmt_seconds(tbuf, sizeof tbuf, total);
+    json_array_foreach(json_object_get(preset, "stages"), i, e)
+        if (was_resumed(json_object_get(records, json_string_value(json_object_get(e, "id"))))) {
+            snprintf(tbuf + strlen(tbuf), sizeof tbuf - strlen(tbuf), " (with resumed stages' last sittings)");
+            break;
+        }
     sb_add(&h, "<tr><th>all stages</th><th class=\"num\">%s</th></tr></table>\n", tbuf);
     sb_add(&m, "| **all stages** | **%s** |\n", tbuf);
 
