@@ -285,23 +285,22 @@ int study_report(json_t *preset, json_t *records, const char *dir, const char *p
     }
     sb_add(&h, "</table>\n<h3>Wall time per stage</h3>\n<table id=\"timing\"><tr><th>stage</th><th>wall time</th></tr>\n");
     sb_add(&m, "\n### Wall time per stage\n\n| stage | wall time |\n|---|--:|\n");
+    int any_resumed = 0;
     json_array_foreach(json_object_get(preset, "stages"), i, e) {
         id = json_string_value(json_object_get(e, "id"));
         rec = json_object_get(records, id);
         fmt_seconds(tbuf, sizeof tbuf, json_number_value(json_object_get(rec, "seconds")));
-        if (was_resumed(rec))
+        if (was_resumed(rec)) {
             snprintf(tbuf + strlen(tbuf), sizeof tbuf - strlen(tbuf), " (resumed: the last sitting only)");
+            any_resumed = 1;
+        }
         sb_add(&h, "<tr><td><a href=\"#%s\">", id);
         sb_html(&h, json_string_value(json_object_get(e, "title")));
         sb_add(&h, "</a></td><td class=\"num\">%s</td></tr>\n", tbuf);
         sb_add(&m, "| %s | %s |\n", json_string_value(json_object_get(e, "title")), tbuf);
     }
     fmt_seconds(tbuf, sizeof tbuf, total);
-    json_array_foreach(json_object_get(preset, "stages"), i, e)
-        if (was_resumed(json_object_get(records, json_string_value(json_object_get(e, "id"))))) {
-            snprintf(tbuf + strlen(tbuf), sizeof tbuf - strlen(tbuf), " (with resumed stages' last sittings)");
-            break;
-        }
+    if (any_resumed) snprintf(tbuf + strlen(tbuf), sizeof tbuf - strlen(tbuf), " (with resumed stages' last sittings)");
     sb_add(&h, "<tr><th>all stages</th><th class=\"num\">%s</th></tr></table>\n", tbuf);
     sb_add(&m, "| **all stages** | **%s** |\n", tbuf);
 

@@ -458,13 +458,13 @@ void lt_convt2d_forward(float *out, const float *inp, const float *w, const floa
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, int n, const lt_conv_geom *g, float *scratch_p)
 {
+    if (db) sum_bias_grad(db, dout, (size_t)n * g->oh * g->ow, g->oc);
     if (lt_convt1_applies(g)) {
-        lt_convt1_backward(dinp, dw, db, dout, inp, w, n, g, scratch_p);
+        lt_convt1_backward(dinp, dw, dout, inp, w, n, g, scratch_p);
         return;
     }
     const int kk = g->k * g->k, kko = kk * g->oc, rows = n * g->h * g->w;
     scratch sc = split(g, 1, n, scratch_p);
-    if (db) sum_bias_grad(db, dout, (size_t)n * g->oh * g->ow, g->oc);
     if (!dw && !dinp) return;
     im2col(sc.cols, dout, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad);
     if (dw) {

@@ -212,18 +212,13 @@ static inline __attribute__((always_inline)) void dw_sums(float *acc, const floa
     else dw_sums_c(acc, P, dq, ch, nc, k, off, p);
 }
 
-LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+LT_VECTOR_CLONES static void backward_impl(float *dinp, float *dw, const float *dout, const float *inp,
                                            const float *w, int n, const lt_conv_geom *g, float *scratch)
 {
     const planes p = geometry(g);
     const int c = g->c, ow = g->ow, F = p.W1 + 1;
     float *P = scratch, *D = P + (size_t)c * p.PL, *dP = D + (size_t)4 * p.PL, *acc = dP + (size_t)c * p.PL;
     const taps T = phase_taps(p.W1);
-    if (db) {
-        float sum = 0.0f;
-        for (size_t r = 0; r < (size_t)n * g->oh * ow; r++) sum += dout[r];
-        db[0] += sum;
-    }
     if (!dw && !dinp) return;
     memset(P, 0, sizeof(float) * (size_t)c * p.PL);
     memset(D, 0, sizeof(float) * (size_t)4 * p.PL);
@@ -279,9 +274,9 @@ void lt_convt1_forward(float *out, const float *inp, const float *w, const float
     forward_impl(out, inp, w, b, n, g, scratch);
 }
 
-/* dw and db are added to; dinp is overwritten. */
-void lt_convt1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int n,
+/* dw is added to; dinp is overwritten. */
+void lt_convt1_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
                         const lt_conv_geom *g, float *scratch)
 {
-    backward_impl(dinp, dw, db, dout, inp, w, n, g, scratch);
+    backward_impl(dinp, dw, dout, inp, w, n, g, scratch);
 }

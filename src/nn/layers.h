@@ -56,7 +56,8 @@ int lt_convt1_applies(const lt_conv_geom *g);
 size_t lt_convt1_scratch_size(const lt_conv_geom *g);
 void lt_convt1_forward(float *out, const float *inp, const float *w, const float *b, int n, const lt_conv_geom *g,
                        float *scratch);
-void lt_convt1_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int n,
+/* The bias gradient is the caller's (the shared sum over the output). */
+void lt_convt1_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
                         const lt_conv_geom *g, float *scratch);
 
 /* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. */

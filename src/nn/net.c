@@ -54,6 +54,14 @@ static int relu_in_place(const lt_model *m, int i)
     return k == LT_L_CONV || k == LT_L_CONVT || k == LT_L_DENSE;
 }
 
+/* Layer i's output is its input's array: a flatten or unflatten that moves
+ * no data (same bytes, another shape), or a ReLU in place. */
+static int output_is_input(const lt_model *m, int i)
+{
+    const lt_layer *l = &m->layers[i];
+    return ((l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) && !moves_data(l)) || relu_in_place(m, i);
+}
+
 static void blas_single_threaded(void)
 {
     /* We parallelise over chunks ourselves; OpenBLAS's own threads would
@@ -86,8 +94,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     size_t total = round64(in0 * max_batch);
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
-        if (((l->kind != LT_L_FLATTEN && l->kind != LT_L_UNFLATTEN) || moves_data(l)) && !relu_in_place(m, i))
-            total += round64(l->out_size * max_batch);
+        if (!output_is_input(m, i)) total += round64(l->out_size * max_batch);
         if (has_mask(l, train)) total += round64(l->out_size * max_batch);
     }
     /* Every thread this machine can run may take a chunk at once; a call with
@@ -131,8 +138,8 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->act[0] = p, p += round64(in0 * max_batch);
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
-        if (((l->kind == LT_L_FLATTEN || l->kind == LT_L_UNFLATTEN) && !moves_data(l)) || relu_in_place(m, i)) {
-            ws->act[i + 1] = ws->act[i]; /* same bytes, another shape; or a ReLU in place */
+        if (output_is_input(m, i)) {
+            ws->act[i + 1] = ws->act[i];
         } else {
             ws->act[i + 1] = p, p += round64(l->out_size * max_batch);
         }
