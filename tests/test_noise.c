@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "core/core.h"
 #include "testutil.h"
 
 static void test_parse_and_format(void **state)
@@ -36,6 +37,48 @@ static void test_parse_and_format(void **state)
         if (!strstr(err.msg, bad[i].needle) || !strstr(err.msg, bad[i].text))
             fail_msg("'%s': message '%s' lacks '%s'", bad[i].text, err.msg, bad[i].needle);
     }
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The ziggurat's normals against the normal distribution: mean, variance,
+ * the Kolmogorov-Smirnov distance to the normal CDF over 2^20 draws (the 0.1%
+ * critical value is 1.95/sqrt(n)), and how often the tail beyond 3.4426, the
+ * ziggurat's base layer, is drawn (its own code path). */
+static void test_normals(void **state)
+{
+    (void)state;
+    enum { N = 1 << 20 };
+    float *z = malloc(sizeof(float) * N);
+    lt_rng r = lt_rng_for(5, 6, 7, 8);
+    lt_rng_normals(&r, z, 1000);
+    lt_rng_normals(&r, z + 1000, 1);
+    lt_rng_normals(&r, z + 1001, N - 1001);
+    double mean = 0, var = 0;
+    int tail = 0;
+    for (int i = 0; i < N; i++) mean += z[i], tail += fabsf(z[i]) > 3.442619855899f;
+    mean /= N;
+    for (int i = 0; i < N; i++) var += (z[i] - mean) * (z[i] - mean);
+    var /= N - 1;
+    qsort(z, N, sizeof(float), cmp_float);
+    double ks = 0;
+    for (int i = 0; i < N; i++) {
+        double cdf = 0.5 * erfc(-z[i] / sqrt(2.0));
+        double d = fmax(fabs(cdf - (double)i / N), fabs(cdf - (double)(i + 1) / N));
+        if (d > ks) ks = d;
+    }
+    double tail_expected = N * erfc(3.442619855899 / sqrt(2.0)), tail_sd = sqrt(tail_expected);
+    print_message("mean %.5f, variance %.5f, KS %.5f (limit %.5f), tail %d (expected %.0f +- %.0f)\n", mean, var, ks,
+                  1.95 / sqrt(N), tail, tail_expected, tail_sd);
+    assert_true(fabs(mean) < 5.0 / sqrt(N));
+    assert_true(fabs(var - 1.0) < 5.0 * sqrt(2.0 / N));
+    assert_true(ks < 1.95 / sqrt(N));
+    assert_true(fabs(tail - tail_expected) < 5 * tail_sd);
+    free(z);
 }
 
 /* Each kind changes the image the way it says, and the same stream gives
@@ -127,7 +170,8 @@ static void test_baselines(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_parse_and_format), cmocka_unit_test(test_noise_statistics),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_parse_and_format), cmocka_unit_test(test_normals),
+                                       cmocka_unit_test(test_noise_statistics),
                                        cmocka_unit_test(test_baselines)};
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tu_release_threads();

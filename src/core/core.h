@@ -78,8 +78,12 @@ uint64_t lt_rng_u64(lt_rng *r);
 float lt_rng_uniform(lt_rng *r);
 /* Uniform integer in [0, n) without modulo bias. */
 uint64_t lt_rng_below(lt_rng *r, uint64_t n);
-/* Standard normal (Box-Muller, both values used in turn is avoided for simplicity). */
+/* One standard normal (Box-Muller), for the few draws of the VAE, sampling
+ * and t-SNE's start. */
 float lt_rng_normal(lt_rng *r);
+/* n standard normals (ziggurat: 15x faster), for the denoiser's noise. A
+ * different sequence from n calls of lt_rng_normal. */
+void lt_rng_normals(lt_rng *r, float *out, size_t n);
 /* Fisher-Yates shuffle of idx[0..n). */
 void lt_rng_shuffle(lt_rng *r, int *idx, size_t n);
 

@@ -69,13 +69,11 @@ void lt_noise_apply(const lt_noise *noise, float *x, int n, size_t size, uint64_
         lt_rng r = lt_rng_for(seed, stream, first + (uint64_t)i, 0x4015E);
         float *p = x + (size_t)i * size;
         if (noise->kind == LT_NOISE_GAUSSIAN) {
-            /* Box-Muller gives two normals per logarithm; use both. */
-            for (size_t k = 0; k < size; k += 2) {
-                double u1 = ((double)(lt_rng_u64(&r) >> 11) + 1.0) * 0x1.0p-53;
-                double u2 = (double)(lt_rng_u64(&r) >> 11) * 0x1.0p-53;
-                double rad = sqrt(-2.0 * log(u1)), ang = 6.283185307179586 * u2;
-                float z[2] = {(float)(rad * cos(ang)), (float)(rad * sin(ang))};
-                for (size_t j = 0; j < 2 && k + j < size; j++) {
+            float z[256];
+            for (size_t k = 0; k < size; k += 256) {
+                size_t m = size - k < 256 ? size - k : 256;
+                lt_rng_normals(&r, z, m);
+                for (size_t j = 0; j < m; j++) {
                     float v = p[k + j] + noise->level * z[j];
                     p[k + j] = noise->clip ? (v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v) : v;
                 }
