@@ -87,6 +87,13 @@ void lt_rng_normals(lt_rng *r, float *out, size_t n);
 /* Fisher-Yates shuffle of idx[0..n). */
 void lt_rng_shuffle(lt_rng *r, int *idx, size_t n);
 
+/* ---- matrix products ----
+ * Row-major C[m,n] = op(A)[m,k] op(B)[k,n], or C += that when accumulate;
+ * op transposes when ta/tb is set. LIBXSMM where built with it and the shape
+ * suits, else OpenBLAS (gemm.c says which); the same bits on every run. */
+void lt_gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+             int accumulate, float *c, int ldc);
+
 /* ---- files ----
  * Write a whole file atomically: data goes to PATH.tmp.XXXXXX, is fsynced and
  * renamed over PATH, so readers see the old file or the new one, never half. */

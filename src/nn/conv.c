@@ -26,7 +26,6 @@
  * products per output value are too few to pay for unfolding and packing.
  * So is the transposed convolution back to one channel (the last layer), in
  * convt1.c. */
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
@@ -57,17 +56,6 @@ int lt_conv_geom_init(lt_conv_geom *g, int transposed)
 }
 
 static size_t round16(size_t x) { return (x + 15) / 16 * 16; }
-
-/* C [m, n] (contiguous) = A B: cleared by memset, then OpenBLAS with beta 1.
- * With beta 0 OpenBLAS clears C in a pass of its own (sgemm_beta) that perf
- * put at 7% of a training step, several times slower than memset; the
- * result is the same (0 + x is x). */
-static void gemm_into_zero(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float *a, int lda,
-                           const float *b, int ldb, float *c)
-{
-    memset(c, 0, sizeof(float) * (size_t)m * n);
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, n);
-}
 
 /* One sample of the unfolded image with its zero border: the input for a
  * convolution, the output for a transposed one. The border may need one
@@ -213,6 +201,15 @@ static void reorder(float *dst, const float *src, int a, int b, int kk)
     for (int i = 0; i < a; i++)
         for (int j = 0; j < b; j++)
             for (int t = 0; t < kk; t++) dst[((size_t)i * kk + t) * b + j] = src[((size_t)i * b + j) * kk + t];
+}
+
+/* [a][b][kk] -> [kk][b][a]: the transpose of reorder's result, for the
+ * products that need the weight as B^T (LIBXSMM takes no transposed B). */
+static void reorder_t(float *dst, const float *src, int a, int b, int kk)
+{
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < b; j++)
+            for (int t = 0; t < kk; t++) dst[((size_t)t * b + j) * a + i] = src[((size_t)i * b + j) * kk + t];
 }
 
 /* The inverse of reorder, added into dst (parameter gradients accumulate). */
@@ -376,7 +373,7 @@ LT_VECTOR_CLONES static void conv1_dw(float *acc, const float *dout, const float
     conv1_dw_c(acc, dout, img, n, g, g->k, g->oc, buf);
 }
 
-/* out [n*oh*ow, oc] = bias + cols [n*oh*ow, kkc] x Wr^T, Wr [oc, kkc]. */
+/* out [n*oh*ow, oc] = bias + cols [n*oh*ow, kkc] x Wt, Wt [kkc, oc]. */
 void lt_conv2d_forward(float *out, const float *inp, const float *w, const float *b, int n,
                        const lt_conv_geom *g, float *scratch_p)
 {
@@ -390,14 +387,13 @@ void lt_conv2d_forward(float *out, const float *inp, const float *w, const float
         conv1(out, inp, sc.wr, b, n, g, sc.pad);
         return;
     }
-    reorder(sc.wr, w, g->oc, g->c, kk);
+    reorder_t(sc.wr, w, g->oc, g->c, kk);
     /* The bias goes in first and the product adds to it: no separate pass. */
     fill_bias(out, b, (size_t)n * per, g->oc);
     for (int s = 0; s < n; s += bi) {
         const int bn = n - s < bi ? n - s : bi;
         im2col(sc.cols, inp + s * isz, bn, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn * per, g->oc, kkc, 1.0f, sc.cols, kkc, sc.wr, kkc,
-                    1.0f, out + (size_t)s * per * g->oc, g->oc);
+        lt_gemm(0, 0, bn * per, g->oc, kkc, sc.cols, kkc, sc.wr, g->oc, 1, out + (size_t)s * per * g->oc, g->oc);
     }
 }
 
@@ -421,8 +417,7 @@ void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
             const int bn = n - s < bi ? n - s : bi;
             if (!cols_ready)
                 im2col(sc.cols, inp + s * isz, bn, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->oc, kkc, bn * per, 1.0f, dout + s * osz, g->oc,
-                        sc.cols, kkc, s ? 1.0f : 0.0f, sc.dwr, kkc);
+            lt_gemm(1, 0, g->oc, kkc, bn * per, dout + s * osz, g->oc, sc.cols, kkc, s > 0, sc.dwr, kkc);
         }
         unreorder_add(dw, sc.dwr, g->oc, g->c, kk);
     }
@@ -430,7 +425,7 @@ void lt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
         reorder(sc.wr, w, g->oc, g->c, kk);
         for (int s = 0; s < n; s += bi) {
             const int bn = n - s < bi ? n - s : bi;
-            gemm_into_zero(CblasNoTrans, CblasNoTrans, bn * per, kkc, g->oc, dout + s * osz, g->oc, sc.wr, kkc, sc.cols);
+            lt_gemm(0, 0, bn * per, kkc, g->oc, dout + s * osz, g->oc, sc.wr, kkc, 0, sc.cols, kkc);
             col2im(dinp + s * isz, sc.cols, bn, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad, 0);
         }
     }
@@ -450,7 +445,7 @@ void lt_convt2d_forward(float *out, const float *inp, const float *w, const floa
     const int kk = g->k * g->k, kko = kk * g->oc, rows = n * g->h * g->w;
     scratch sc = split(g, 1, n, scratch_p);
     reorder(sc.wr, w, g->c, g->oc, kk);
-    gemm_into_zero(CblasNoTrans, CblasNoTrans, rows, kko, g->c, inp, g->c, sc.wr, kko, sc.cols);
+    lt_gemm(0, 0, rows, kko, g->c, inp, g->c, sc.wr, kko, 0, sc.cols, kko);
     fill_bias(out, b, (size_t)n * g->oh * g->ow, g->oc);
     col2im(out, sc.cols, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad, 1);
 }
@@ -468,12 +463,11 @@ void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, c
     if (!dw && !dinp) return;
     im2col(sc.cols, dout, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad);
     if (dw) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->c, kko, rows, 1.0f, inp, g->c, sc.cols, kko, 0.0f,
-                    sc.dwr, kko);
+        lt_gemm(1, 0, g->c, kko, rows, inp, g->c, sc.cols, kko, 0, sc.dwr, kko);
         unreorder_add(dw, sc.dwr, g->c, g->oc, kk);
     }
     if (dinp) {
-        reorder(sc.wr, w, g->c, g->oc, kk);
-        gemm_into_zero(CblasNoTrans, CblasTrans, rows, g->c, kko, sc.cols, kko, sc.wr, kko, dinp);
+        reorder_t(sc.wr, w, g->c, g->oc, kk);
+        lt_gemm(0, 0, rows, g->c, kko, sc.cols, kko, sc.wr, g->c, 0, dinp, g->c);
     }
 }

@@ -1,6 +1,5 @@
 /* Linear layer: one GEMM each way over all n samples. */
-#include <cblas.h>
-
+#include "core/core.h"
 #include "nn/layers.h"
 
 /* The bias goes in first and the product adds to it: with beta 0 OpenBLAS
@@ -11,8 +10,7 @@ void lt_dense_forward(float *out, const float *inp, const float *w, const float 
     if (b)
         for (int i = 0; i < n; i++)
             for (int o = 0; o < nout; o++) out[(size_t)i * nout + o] = b[o];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nout, nin, 1.0f, inp, nin, w, nin, b ? 1.0f : 0.0f,
-                out, nout);
+    lt_gemm(0, 1, n, nout, nin, inp, nin, w, nin, b != NULL, out, nout);
 }
 
 void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -22,9 +20,7 @@ void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, con
         for (int i = 0; i < n; i++)
             for (int o = 0; o < nout; o++) db[o] += dout[(size_t)i * nout + o];
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, n, 1.0f, dout, nout, inp,
-                    nin, 1.0f, dw, nin);
+        lt_gemm(1, 0, nout, nin, n, dout, nout, inp, nin, 1, dw, nin);
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, nin, nout, 1.0f, dout, nout, w,
-                    nin, 0.0f, dinp, nin);
+        lt_gemm(0, 0, n, nin, nout, dout, nout, w, nin, 0, dinp, nin);
 }
