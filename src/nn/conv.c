@@ -454,6 +454,26 @@ void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, c
                          const float *w, int n, const lt_conv_geom *g, float *scratch_p)
 {
     if (db) sum_bias_grad(db, dout, (size_t)n * g->oh * g->ow, g->oc);
+    /* Back to one channel, the adjoint is a convolution of the one-channel
+     * output gradient, with the same kernels as the first layer: the input
+     * gradient is conv1's forward, the weight gradient conv1_dw. Measured
+     * against convt1.c's phase sums: 4.3 -> 2.2 us per image. */
+    const lt_conv_geom cg = {.c = 1, .h = g->oh, .w = g->ow, .oc = g->c, .k = g->k, .stride = g->stride,
+                             .pad = g->pad, .oh = g->h, .ow = g->w};
+    if (g->oc == 1 && direct(&cg) && g->k <= 5) {
+        const int kk = g->k * g->k;
+        scratch sc = split(g, 1, n, scratch_p);
+        if (dw) {
+            memset(sc.dwr, 0, sizeof(float) * (size_t)kk * g->c);
+            conv1_dw(sc.dwr, inp, dout, n, &cg, sc.pad);
+            unreorder_add(dw, sc.dwr, 1, g->c, kk);
+        }
+        if (dinp) {
+            reorder(sc.wr, w, 1, g->c, kk);
+            conv1(dinp, dout, sc.wr, NULL, n, &cg, sc.pad);
+        }
+        return;
+    }
     if (lt_convt1_applies(g)) {
         lt_convt1_backward(dinp, dw, dout, inp, w, n, g, scratch_p);
         return;
