@@ -38,9 +38,13 @@ int main(int argc, char **argv)
     /* libgomp reads OMP_WAIT_POLICY when the program loads, before main. Idle
      * worker threads that spin steal the CPU from other jobs on a shared machine
      * (and from each other), so start again with a passive policy unless the
-     * user chose one. */
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+     * user chose one. OpenBLAS likewise starts its threads when it loads, and
+     * they spin on sched_yield for its first 0.1 s (perf: a third of the CPU
+     * samples of a one-epoch run went there); latent never gives them work
+     * (each chunk's products run on its own thread), so ask for none. */
+    if (!getenv("OMP_WAIT_POLICY") || !getenv("OPENBLAS_NUM_THREADS")) {
+        if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
         execv("/proc/self/exe", argv);
         /* If re-executing fails we simply carry on with the default policy. */
     }

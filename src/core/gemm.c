@@ -42,10 +42,11 @@ static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc
  * ran slower than OpenBLAS, 32 at a time faster. */
 #define KTILE 32
 
-/* The generated kernels use AVX-512 registers and leave their upper halves
- * set. Until a vzeroupper, every SSE instruction of the baseline build (the
- * activations, the optimizer) then waits on a merge with those halves: the
- * ReLU layers ran at half speed. A kernel came back, so the CPU has AVX. */
+/* The generated kernels use the 256- or 512-bit registers and return with
+ * their upper halves set. Until a vzeroupper, SSE instructions of the
+ * baseline build may each wait on a merge with those halves (the ReLU
+ * layers looked twice as slow in a first measurement). A kernel came back,
+ * so the CPU has AVX. */
 static inline void clean_upper(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
