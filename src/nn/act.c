@@ -44,6 +44,114 @@ void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t l
     else relu_backward_impl(dinp, dout, out, len);
 }
 
+/* The bias of the layer before a ReLU, added in the ReLU's pass: the layer
+ * writes its products alone (no pass to fill its output with the bias
+ * first) and the ReLU makes x = max(x + b, 0) in place. Written with
+ * vectors of 8 (GCC's vector extension) over up to 64 channels at a time,
+ * the bias in registers: left to itself GCC vectorised across rows with
+ * shuffles, at twice the instructions of the plain ReLU. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+/* max(v, 0), with NaN to 0 as in x > 0 ? x : 0 (a macro: a function
+ * returning a 32-byte vector has a different ABI with and without AVX). */
+#define RELU8(v, zero) ((v8f)((v8i)(v) & ((v) > (zero))))
+
+static inline __attribute__((always_inline)) void bias_relu_v(float *restrict x, const float *restrict b,
+                                                              size_t rows, size_t stride, const int nv)
+{
+    v8f bv[8];
+    const v8f zero = {0};
+    memcpy(bv, b, sizeof(v8f) * nv);
+    for (size_t r = 0; r < rows; r++, x += stride)
+        for (int v = 0; v < nv; v++) {
+            v8f t;
+            memcpy(&t, x + 8 * v, sizeof t);
+            t = RELU8(t + bv[v], zero);
+            memcpy(x + 8 * v, &t, sizeof t);
+        }
+}
+
+LT_VECTOR_CLONES static void bias_relu_impl(float *x, const float *b, size_t rows, int channels)
+{
+    if (channels % 8) {
+        for (size_t r = 0; r < rows; r++, x += channels)
+            for (int c = 0; c < channels; c++) {
+                const float v = x[c] + b[c];
+                x[c] = v > 0.0f ? v : 0.0f;
+            }
+        return;
+    }
+    /* Constant vector counts for the channels of the default model. */
+    for (int c0 = 0; c0 < channels; c0 += 64) {
+        const int nv = channels - c0 < 64 ? (channels - c0) / 8 : 8;
+        switch (nv) {
+        case 1: bias_relu_v(x + c0, b + c0, rows, channels, 1); break;
+        case 2: bias_relu_v(x + c0, b + c0, rows, channels, 2); break;
+        case 4: bias_relu_v(x + c0, b + c0, rows, channels, 4); break;
+        case 8: bias_relu_v(x + c0, b + c0, rows, channels, 8); break;
+        default: bias_relu_v(x + c0, b + c0, rows, channels, nv);
+        }
+    }
+}
+
+void lt_bias_relu_forward(float *x, const float *b, size_t rows, int channels)
+{
+    bias_relu_impl(x, b, rows, channels);
+}
+
+/* The ReLU's backward in place, and the bias gradient of the layer before
+ * in the same pass: db[c] += the sum over rows of the masked gradient, rows
+ * in order (the sums the layer would make, in the same order). */
+static inline __attribute__((always_inline)) void relu_bias_back_v(float *restrict d, float *restrict db,
+                                                                   const float *restrict out, size_t rows,
+                                                                   size_t stride, const int nv)
+{
+    v8f acc[8];
+    memcpy(acc, db, sizeof(v8f) * nv);
+    const v8f zero = {0};
+    for (size_t r = 0; r < rows; r++, d += stride, out += stride)
+        for (int v = 0; v < nv; v++) {
+            v8f g, o;
+            memcpy(&g, d + 8 * v, sizeof g);
+            memcpy(&o, out + 8 * v, sizeof o);
+            g = (v8f)((v8i)g & (o > zero)); /* the mask of out > 0 */
+            memcpy(d + 8 * v, &g, sizeof g);
+            acc[v] += g;
+        }
+    memcpy(db, acc, sizeof(v8f) * nv);
+}
+
+LT_VECTOR_CLONES static void relu_bias_back_impl(float *restrict d, float *restrict db, const float *restrict out,
+                                                 size_t rows, int channels)
+{
+    if (channels % 8) {
+        for (size_t r = 0; r < rows; r++, d += channels, out += channels)
+            for (int c = 0; c < channels; c++) {
+                const float g = out[c] > 0.0f ? d[c] : 0.0f;
+                d[c] = g;
+                db[c] += g;
+            }
+        return;
+    }
+    for (int c0 = 0; c0 < channels; c0 += 64) {
+        const int nv = channels - c0 < 64 ? (channels - c0) / 8 : 8;
+        switch (nv) {
+        case 1: relu_bias_back_v(d + c0, db + c0, out + c0, rows, channels, 1); break;
+        case 2: relu_bias_back_v(d + c0, db + c0, out + c0, rows, channels, 2); break;
+        case 4: relu_bias_back_v(d + c0, db + c0, out + c0, rows, channels, 4); break;
+        case 8: relu_bias_back_v(d + c0, db + c0, out + c0, rows, channels, 8); break;
+        default: relu_bias_back_v(d + c0, db + c0, out + c0, rows, channels, nv);
+        }
+    }
+}
+
+void lt_relu_bias_backward(float *d, float *db, const float *out, size_t rows, int channels)
+{
+    if (db) relu_bias_back_impl(d, db, out, rows, channels);
+    else relu_backward_in_place_impl(d, out, rows * (size_t)channels);
+}
+
 /* exp(x) for the sigmoid, written so the compiler can vectorise the loop that
  * calls it (libm's expf is a scalar call per element, and the sigmoid over
  * 784 pixels per image cost as much as a convolution). Cephes' expf: x/ln2 is

@@ -231,10 +231,6 @@ static inline __attribute__((always_inline)) void fill_bias_c(float *restrict ou
 
 LT_VECTOR_CLONES static void fill_bias(float *restrict out, const float *restrict b, size_t rows, int channels)
 {
-    if (!b) {
-        memset(out, 0, sizeof(float) * rows * channels);
-        return;
-    }
     switch (channels) {
     case 1: fill_bias_c(out, b, rows, 1); return;
     case 8: fill_bias_c(out, b, rows, 8); return;
@@ -388,12 +384,14 @@ void lt_conv2d_forward(float *out, const float *inp, const float *w, const float
         return;
     }
     reorder_t(sc.wr, w, g->oc, g->c, kk);
-    /* The bias goes in first and the product adds to it: no separate pass. */
-    fill_bias(out, b, (size_t)n * per, g->oc);
+    /* The bias goes in first and the product adds to it: no separate pass.
+     * Without a bias the product writes the output. */
+    if (b) fill_bias(out, b, (size_t)n * per, g->oc);
     for (int s = 0; s < n; s += bi) {
         const int bn = n - s < bi ? n - s : bi;
         im2col(sc.cols, inp + s * isz, bn, g->h, g->w, g->c, g->k, g->stride, g->pad, g->oh, g->ow, sc.pad);
-        lt_gemm(0, 0, bn * per, g->oc, kkc, sc.cols, kkc, sc.wr, g->oc, 1, out + (size_t)s * per * g->oc, g->oc);
+        lt_gemm(0, 0, bn * per, g->oc, kkc, sc.cols, kkc, sc.wr, g->oc, b != NULL, out + (size_t)s * per * g->oc,
+                g->oc);
     }
 }
 
@@ -446,8 +444,9 @@ void lt_convt2d_forward(float *out, const float *inp, const float *w, const floa
     scratch sc = split(g, 1, n, scratch_p);
     reorder(sc.wr, w, g->c, g->oc, kk);
     lt_gemm(0, 0, rows, kko, g->c, inp, g->c, sc.wr, kko, 0, sc.cols, kko);
-    fill_bias(out, b, (size_t)n * g->oh * g->ow, g->oc);
-    col2im(out, sc.cols, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad, 1);
+    /* Without a bias (the ReLU after it adds it) col2im writes the output. */
+    if (b) fill_bias(out, b, (size_t)n * g->oh * g->ow, g->oc);
+    col2im(out, sc.cols, n, g->oh, g->ow, g->oc, g->k, g->stride, g->pad, g->h, g->w, sc.pad, b != NULL);
 }
 
 void lt_convt2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

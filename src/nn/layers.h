@@ -70,6 +70,12 @@ void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, con
 void lt_relu_forward(float *out, const float *inp, size_t len);
 /* dinp may be dout (in place). */
 void lt_relu_backward(float *dinp, const float *dout, const float *out, size_t len);
+/* A ReLU fused with the bias of the layer before it, which then ran without
+ * its bias (b NULL): forward x = max(x + b[c], 0) in place over rows of
+ * `channels`; backward d = out > 0 ? d : 0 in place, adding the column sums
+ * of the result into db (db NULL: a frozen layer, none). */
+void lt_bias_relu_forward(float *x, const float *b, size_t rows, int channels);
+void lt_relu_bias_backward(float *d, float *db, const float *out, size_t rows, int channels);
 void lt_sigmoid_forward(float *out, const float *inp, size_t len);
 void lt_sigmoid_backward(float *dinp, const float *dout, const float *out, size_t len);
 

@@ -54,6 +54,13 @@ static int relu_in_place(const lt_model *m, int i)
     return k == LT_L_CONV || k == LT_L_CONVT || k == LT_L_DENSE;
 }
 
+/* Layer i, a convolution or dense layer, leaves its bias to the ReLU in
+ * place after it when both run in the same pass (layers before `to`): the
+ * layer writes its products alone and the ReLU adds the bias in its own
+ * pass (lt_bias_relu_forward), one pass over the activation less. Backward,
+ * the ReLU sums the bias gradient as it masks the gradient. */
+static int bias_in_relu(const lt_model *m, int i, int to) { return i + 1 < to && relu_in_place(m, i + 1); }
+
 /* Layer i's output is its input's array: a flatten or unflatten that moves
  * no data (same bytes, another shape), or a ReLU in place. */
 static int output_is_input(const lt_model *m, int i)
@@ -187,13 +194,20 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
         const lt_layer *l = &m->layers[i];
         const float *in = ws->act[i] + (size_t)first * l->in_size;
         float *out = ws->act[i + 1] + (size_t)first * l->out_size;
-        const float *w = m->params + l->w_off, *b = m->params + l->b_off;
+        const float *w = m->params + l->w_off, *b = bias_in_relu(m, i, to) ? NULL : m->params + l->b_off;
         size_t len = (size_t)n * l->out_size;
         switch (l->kind) {
         case LT_L_CONV: lt_conv2d_forward(out, in, w, b, n, &l->g, cols + ws->scratch_off[i]); break;
         case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, n, &l->g, cols + ws->scratch_off[i]); break;
         case LT_L_DENSE: lt_dense_forward(out, in, w, b, n, l->in_c, l->out_c); break;
-        case LT_L_RELU: lt_relu_forward(out, in, len); break;
+        case LT_L_RELU:
+            if (i - 1 >= from && bias_in_relu(m, i - 1, to)) {
+                const lt_layer *p = &m->layers[i - 1];
+                lt_bias_relu_forward(out, m->params + p->b_off, len / (size_t)p->out_c, p->out_c);
+            } else {
+                lt_relu_forward(out, in, len);
+            }
+            break;
         case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
         case LT_L_DROPOUT: {
             float *mask = ws->mask[i] ? ws->mask[i] + (size_t)first * l->out_size : NULL;
@@ -237,7 +251,8 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
         /* The input image, and a frozen part, need no gradient: skip that work. */
         float *dinp = i > m->first_trainable ? s->d[1 - cur] : NULL;
         float *dw = l->frozen ? NULL : grads + l->w_off;
-        float *db = l->frozen ? NULL : grads + l->b_off;
+        /* The ReLU after the layer, when this pass ran it, summed db. */
+        float *db = l->frozen || bias_in_relu(m, i, top + 1) ? NULL : grads + l->b_off;
         size_t len = (size_t)n * l->out_size;
         switch (l->kind) {
         case LT_L_CONV:
@@ -247,7 +262,13 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
         case LT_L_DENSE: lt_dense_backward(dinp, dw, db, dout, in, w, n, l->in_c, l->out_c); break;
         case LT_L_RELU:
             /* In place in the gradient buffer: one array less to write. */
-            if (dinp) lt_relu_backward(s->d[cur], dout, out, len);
+            if (dinp && relu_in_place(m, i)) {
+                const lt_layer *p = &m->layers[i - 1];
+                lt_relu_bias_backward(s->d[cur], p->frozen ? NULL : grads + p->b_off, out, len / (size_t)p->out_c,
+                                      p->out_c);
+            } else if (dinp) {
+                lt_relu_backward(s->d[cur], dout, out, len);
+            }
             continue;
         case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, dout, out, len); break;
         case LT_L_DROPOUT:
