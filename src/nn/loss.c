@@ -5,16 +5,34 @@
 #include "core/core.h"
 #include "nn/layers.h"
 
-LT_VECTOR_CLONES static double mse_loss_impl(float *dy, const float *y, const float *t, size_t len, double total)
+/* Eight partial sums, combined in a fixed order at the end: one running sum
+ * made each addition wait for the previous one (the loss was 2% of a
+ * training step), and lanes of eight let the compiler use vectors. */
+static inline __attribute__((always_inline)) double mse_c(float *restrict dy, const float *restrict y,
+                                                         const float *restrict t, size_t len, float g,
+                                                         const int grad)
 {
-    double sum = 0.0;
-    const float g = (float)(2.0 / total);
-    for (size_t i = 0; i < len; i++) {
-        float d = y[i] - t[i];
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (int j = 0; j < 8; j++) {
+            const float d = y[i + j] - t[i + j];
+            acc[j] += (double)d * d;
+            if (grad) dy[i + j] = g * d;
+        }
+    double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < len; i++) {
+        const float d = y[i] - t[i];
         sum += (double)d * d;
-        if (dy) dy[i] = g * d;
+        if (grad) dy[i] = g * d;
     }
     return sum;
+}
+
+LT_VECTOR_CLONES static double mse_loss_impl(float *dy, const float *y, const float *t, size_t len, double total)
+{
+    const float g = (float)(2.0 / total);
+    return dy ? mse_c(dy, y, t, len, g, 1) : mse_c(dy, y, t, len, g, 0);
 }
 
 double lt_mse_loss(float *dy, const float *y, const float *t, size_t len, double total)
