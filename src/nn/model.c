@@ -226,12 +226,18 @@ static int run_layers(lt_model *m, int from, int to, const float *in, size_t in_
         int bn = n - s < ib ? n - s : ib;
         /* Callers see PyTorch's channels-first layout; inside it is channels last. */
         const lt_layer *fl = &m->layers[from], *ll = &m->layers[to - 1];
-        if (fl->in_c > 1 && fl->in_h * fl->in_w > 1)
+        const int conv_in = fl->in_c > 1 && fl->in_h * fl->in_w > 1, conv_out = ll->out_c > 1 && ll->out_h * ll->out_w > 1;
+        if (!conv_in && !conv_out) {
+            /* One channel (or none) each side: the layouts agree, no copies. */
+            lt_net_forward_io(m, ws, bn, from, to, in + (size_t)s * in_len, out + (size_t)s * out_len, threads);
+            continue;
+        }
+        if (conv_in)
             lt_nchw_to_nhwc(ws->act[from], in + (size_t)s * in_len, bn, fl->in_c, fl->in_h * fl->in_w);
         else
             memcpy(ws->act[from], in + (size_t)s * in_len, sizeof(float) * in_len * bn);
         lt_net_forward(m, ws, bn, from, to, 0, 0, 0, threads);
-        if (ll->out_c > 1 && ll->out_h * ll->out_w > 1)
+        if (conv_out)
             lt_nhwc_to_nchw(out + (size_t)s * out_len, ws->act[to], bn, ll->out_c, ll->out_h * ll->out_w);
         else
             memcpy(out + (size_t)s * out_len, ws->act[to], sizeof(float) * out_len * bn);

@@ -134,6 +134,12 @@ void lt_workspace_free(lt_workspace *ws);
  * must hold the input). train enables dropout; seed/step select its masks. */
 void lt_net_forward(const lt_model *m, lt_workspace *ws, int n, int from, int to, int train,
                     uint64_t seed, uint64_t step, int threads);
+/* The same for inference, reading n rows of layer from's input from `in`
+ * and writing layer to-1's output to `out` (the workspace's channels-last
+ * layout), without copying them through the workspace where the layers
+ * allow it. */
+void lt_net_forward_io(const lt_model *m, lt_workspace *ws, int n, int from, int to, const float *in,
+                       float *out, int threads);
 
 /* The loss of one batch, its parts and, in training, its gradient. */
 typedef struct lt_batch_loss {
