@@ -488,8 +488,17 @@ double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t se
 void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads)
 {
     const size_t sz = (size_t)ds->c * ds->h * ds->w;
+    /* Shuffled images are scattered over the whole dataset, so each one
+     * starts with cache misses the hardware cannot foresee (the loads were
+     * three quarters of this loop's time): ask for the images two ahead. */
+    const int ahead = 2;
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
     for (int i = 0; i < n; i++) {
+        if (i + ahead < n) {
+            const char *next = (const char *)ds->images + (size_t)(idx ? idx[i + ahead] : first + i + ahead) * sz;
+            for (size_t off = 0; off < sz; off += 64) __builtin_prefetch(next + off);
+            __builtin_prefetch(next + sz - 1);
+        }
         const uint8_t *src = ds->images + (size_t)(idx ? idx[i] : first + i) * sz;
         float *d = dst + (size_t)i * sz;
         for (size_t k = 0; k < sz; k++) d[k] = (float)src[k] / 255.0f;
