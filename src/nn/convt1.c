@@ -155,11 +155,14 @@ static inline __attribute__((always_inline)) void from_planes(float *img, const 
     planes_copy((float *)P, img, g, p, 0); /* only read when !to_pl */
 }
 
-LT_VECTOR_CLONES static void forward_impl(float *out, const float *inp, const float *w, const float *b, int n,
-                                          const lt_conv_geom *g, float *scratch)
+/* c is a compile-time constant in the specialisations below, so that the
+ * loop over the channels unrolls. */
+static inline __attribute__((always_inline)) void forward_c(float *out, const float *inp, const float *w,
+                                                            const float *b, int n, const lt_conv_geom *g,
+                                                            float *scratch, const int c)
 {
     const planes p = geometry(g);
-    const int c = g->c, ow = g->ow;
+    const int ow = g->ow;
     float *P = scratch, *Q = P + (size_t)c * p.PL;
     const float bias = b ? b[0] : 0.0f;
     const taps T = phase_taps(p.W1);
@@ -186,6 +189,16 @@ LT_VECTOR_CLONES static void forward_impl(float *out, const float *inp, const fl
                 for (int i = 0; i < g->w; i++) row[2 * i] = bias + e[i], row[2 * i + 1] = bias + od[i];
             }
     }
+}
+
+LT_VECTOR_CLONES static void forward_impl(float *out, const float *inp, const float *w, const float *b, int n,
+                                          const lt_conv_geom *g, float *scratch)
+{
+    switch (g->c) {
+    case 8: forward_c(out, inp, w, b, n, g, scratch, 8); return;
+    case 16: forward_c(out, inp, w, b, n, g, scratch, 16); return;
+    }
+    forward_c(out, inp, w, b, n, g, scratch, g->c);
 }
 
 /* The weight gradient's running sums for channels ch..ch+nc-1 (at most 8)
