@@ -1,5 +1,7 @@
 /* latent: command-line entry point. */
+#define _GNU_SOURCE /* sched_setaffinity, cpu_set_t */
 #include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,27 @@ static lt_dist *dist;
 
 lt_dist *cli_dist(void) { return dist; }
 
+/* With OMP_PROC_BIND set, libgomp binds this initial thread to the first
+ * place before main runs, and execv keeps that one-place mask: the new
+ * process would see a single CPU and put every thread on it (measured: two
+ * threads ran at one thread's speed). Give it back the union of the places,
+ * which libgomp computed from the mask the process started with. */
+static void restore_affinity_for_exec(void)
+{
+    if (omp_get_proc_bind() == omp_proc_bind_false) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const int places = omp_get_num_places();
+    for (int p = 0; p < places; p++) {
+        int n = omp_get_place_num_procs(p), ids[CPU_SETSIZE];
+        if (n <= 0 || n > CPU_SETSIZE) continue;
+        omp_get_place_proc_ids(p, ids);
+        for (int i = 0; i < n; i++)
+            if (ids[i] >= 0 && ids[i] < CPU_SETSIZE) CPU_SET(ids[i], &set);
+    }
+    if (CPU_COUNT(&set) > 0) sched_setaffinity(0, sizeof set, &set);
+}
+
 int main(int argc, char **argv)
 {
     /* libgomp reads OMP_WAIT_POLICY when the program loads, before main. Idle
@@ -45,6 +68,7 @@ int main(int argc, char **argv)
     if (!getenv("OMP_WAIT_POLICY") || !getenv("OPENBLAS_NUM_THREADS")) {
         if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
         if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        restore_affinity_for_exec();
         execv("/proc/self/exe", argv);
         /* If re-executing fails we simply carry on with the default policy. */
     }
