@@ -485,6 +485,9 @@ double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t se
     return lt_net_loss(m, ws, n, seed, step, 1, threads).loss;
 }
 
+/* The dataset index of a batch's i-th image: idx[i], or first + i without idx. */
+static inline int batch_index(const int *idx, int first, int i) { return idx ? idx[i] : first + i; }
+
 void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads)
 {
     const size_t sz = (size_t)ds->c * ds->h * ds->w;
@@ -495,11 +498,11 @@ void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int fi
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
     for (int i = 0; i < n; i++) {
         if (i + ahead < n) {
-            const char *next = (const char *)ds->images + (size_t)(idx ? idx[i + ahead] : first + i + ahead) * sz;
+            const char *next = (const char *)ds->images + (size_t)batch_index(idx, first, i + ahead) * sz;
             for (size_t off = 0; off < sz; off += 64) __builtin_prefetch(next + off);
             __builtin_prefetch(next + sz - 1);
         }
-        const uint8_t *src = ds->images + (size_t)(idx ? idx[i] : first + i) * sz;
+        const uint8_t *src = ds->images + (size_t)batch_index(idx, first, i) * sz;
         float *d = dst + (size_t)i * sz;
         for (size_t k = 0; k < sz; k++) d[k] = (float)src[k] / 255.0f;
     }
@@ -521,6 +524,6 @@ void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds,
     if (m->kind == LT_MODEL_VAE && m->lik.bernoulli)
         for (size_t i = 0; i < isz * n; i++) ws->act[0][i] = ws->act[0][i] > 0.5f ? 1.0f : 0.0f;
     if (m->kind != LT_MODEL_CLF) memcpy(ws->target, ws->act[0], sizeof(float) * isz * n);
-    for (int i = 0; i < n; i++) ws->labels[i] = ds->labels[idx ? idx[i] : first + i];
+    for (int i = 0; i < n; i++) ws->labels[i] = ds->labels[batch_index(idx, first, i)];
     lt_noise_batch(&m->noise, ws->act[0], n, isz, noise_seed, noise_stream, noise_first, threads);
 }
