@@ -382,6 +382,9 @@ static int argmax_correct(const float *logits, const uint8_t *labels, int n, int
     return right;
 }
 
+static void prepare_rows(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int lo,
+                         int hi, uint64_t noise_seed, uint64_t noise_stream, uint64_t noise_first);
+
 /* Forward and loss (and with grad, backward) of one chunk; its loss goes into
  * ws->chunk_loss[c] (VAE: reconstruction; KL into chunk_kl). */
 static void loss_chunk(const lt_model *m, lt_workspace *ws, int c, int n, uint64_t seed, uint64_t step, int grad)
@@ -394,6 +397,9 @@ static void loss_chunk(const lt_model *m, lt_workspace *ws, int c, int n, uint64
     const float *t = ws->target + (size_t)first * osz;
     float *dy = grad ? s->d[0] : NULL;
     int top = L - 1;
+    if (ws->batch.pending)
+        prepare_rows(m, ws, ws->batch.ds, ws->batch.idx, ws->batch.first, first, first + cn, ws->batch.noise_seed,
+                     ws->batch.noise_stream, ws->batch.noise_first);
     if (grad) memset(grads, 0, sizeof(float) * m->n_params);
     forward_chunk(m, ws, first, cn, 0, L, grad, seed, step, s->cols, NULL, NULL);
     ws->chunk_kl[c] = 0.0;
@@ -467,6 +473,7 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
         }
         lt_ftz_end(fm);
     }
+    ws->batch.pending = 0; /* consumed: a later call on other data must not redo it */
     lt_batch_loss r = {0};
     double loss = 0.0, kl = 0.0;
     for (int c = 0; c < nch; c++) loss += ws->chunk_loss[c], kl += ws->chunk_kl[c], r.correct += ws->chunk_correct[c];
@@ -488,16 +495,16 @@ double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t se
 /* The dataset index of a batch's i-th image: idx[i], or first + i without idx. */
 static inline int batch_index(const int *idx, int first, int i) { return idx ? idx[i] : first + i; }
 
-void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads)
+/* Rows [lo, hi) of a batch of images as floats in [0,1], at dst + lo rows. */
+static void images_to_float_rows(float *dst, const lt_dataset *ds, const int *idx, int first, int lo, int hi)
 {
     const size_t sz = (size_t)ds->c * ds->h * ds->w;
     /* Shuffled images are scattered over the whole dataset, so each one
      * starts with cache misses the hardware cannot foresee (the loads were
      * three quarters of this loop's time): ask for the images two ahead. */
     const int ahead = 2;
-#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
-    for (int i = 0; i < n; i++) {
-        if (i + ahead < n) {
+    for (int i = lo; i < hi; i++) {
+        if (i + ahead < hi) {
             const char *next = (const char *)ds->images + (size_t)batch_index(idx, first, i + ahead) * sz;
             for (size_t off = 0; off < sz; off += 64) __builtin_prefetch(next + off);
             __builtin_prefetch(next + sz - 1);
@@ -508,6 +515,14 @@ void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int fi
     }
 }
 
+void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int first, int n, int threads)
+{
+    const int nch = n_chunks(n);
+#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
+    for (int c = 0; c < nch; c++)
+        images_to_float_rows(dst, ds, idx, first, c * LT_CHUNK, n - c * LT_CHUNK < LT_CHUNK ? n : c * LT_CHUNK + LT_CHUNK);
+}
+
 void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_t seed, uint64_t stream,
                     uint64_t first, int threads)
 {
@@ -516,14 +531,39 @@ void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_
     for (int i = 0; i < n; i++) lt_noise_apply(noise, x + (size_t)i * size, 1, size, seed, stream, first + (uint64_t)i);
 }
 
+/* Samples [lo, hi) of the batch, as lt_batch_prepare describes: each row's
+ * values depend only on its own image and noise stream, so any split of the
+ * rows gives the same bits. */
+static void prepare_rows(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int lo,
+                         int hi, uint64_t noise_seed, uint64_t noise_stream, uint64_t noise_first)
+{
+    const size_t isz = (size_t)ds->c * ds->h * ds->w, a = (size_t)lo * isz, b = (size_t)hi * isz;
+    float *x = ws->act[0];
+    images_to_float_rows(x, ds, idx, first, lo, hi);
+    if (m->kind == LT_MODEL_VAE && m->lik.bernoulli)
+        for (size_t i = a; i < b; i++) x[i] = x[i] > 0.5f ? 1.0f : 0.0f;
+    if (m->kind != LT_MODEL_CLF) memcpy(ws->target + a, x + a, sizeof(float) * (b - a));
+    for (int i = lo; i < hi; i++) ws->labels[i] = ds->labels[batch_index(idx, first, i)];
+    if (m->noise.kind != LT_NOISE_NONE)
+        for (int i = lo; i < hi; i++)
+            lt_noise_apply(&m->noise, x + (size_t)i * isz, 1, isz, noise_seed, noise_stream, noise_first + (uint64_t)i);
+}
+
 void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int n,
                       uint64_t noise_seed, uint64_t noise_stream, uint64_t noise_first, int threads)
 {
-    const size_t isz = (size_t)ds->c * ds->h * ds->w;
-    lt_images_to_float(ws->act[0], ds, idx, first, n, threads);
-    if (m->kind == LT_MODEL_VAE && m->lik.bernoulli)
-        for (size_t i = 0; i < isz * n; i++) ws->act[0][i] = ws->act[0][i] > 0.5f ? 1.0f : 0.0f;
-    if (m->kind != LT_MODEL_CLF) memcpy(ws->target, ws->act[0], sizeof(float) * isz * n);
-    for (int i = 0; i < n; i++) ws->labels[i] = ds->labels[batch_index(idx, first, i)];
-    lt_noise_batch(&m->noise, ws->act[0], n, isz, noise_seed, noise_stream, noise_first, threads);
+    const int nch = n_chunks(n);
+    ws->batch.pending = 0;
+#pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
+    for (int c = 0; c < nch; c++)
+        prepare_rows(m, ws, ds, idx, first, c * LT_CHUNK, n - c * LT_CHUNK < LT_CHUNK ? n : c * LT_CHUNK + LT_CHUNK,
+                     noise_seed, noise_stream, noise_first);
+}
+
+void lt_batch_defer(lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, uint64_t noise_seed,
+                    uint64_t noise_stream, uint64_t noise_first)
+{
+    ws->batch.pending = 1;
+    ws->batch.ds = ds, ws->batch.idx = idx, ws->batch.first = first;
+    ws->batch.noise_seed = noise_seed, ws->batch.noise_stream = noise_stream, ws->batch.noise_first = noise_first;
 }

@@ -124,6 +124,15 @@ typedef struct lt_workspace {
     int part, parts;
     void (*exchange)(void *ctx, struct lt_workspace *ws, int nch, size_t n_params);
     void *exchange_ctx;
+    /* A batch given to lt_batch_defer, prepared chunk by chunk inside the
+     * next lt_net_loss, which consumes it. */
+    struct {
+        int pending;
+        const lt_dataset *ds;
+        const int *idx;
+        int first;
+        uint64_t noise_seed, noise_stream, noise_first;
+    } batch;
 } lt_workspace;
 
 int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,
@@ -175,6 +184,14 @@ void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_
  * labels the labels. */
 void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int n,
                       uint64_t noise_seed, uint64_t noise_stream, uint64_t noise_first, int threads);
+
+/* lt_batch_prepare's work, left to the next lt_net_loss: there each chunk's
+ * thread prepares its own samples just before their forward pass, in the
+ * same parallel region and while they are still in its cache (a region of
+ * its own cost a thread wake-up per step and did not run faster on two
+ * threads than on one). The data is the same, bit for bit. */
+void lt_batch_defer(lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, uint64_t noise_seed,
+                    uint64_t noise_stream, uint64_t noise_first);
 
 /* Convert n images (bytes, indices idx into ds or consecutive from first when
  * idx is NULL) to floats in [0,1]. */

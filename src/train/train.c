@@ -445,8 +445,8 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
             int bn = ntrain - b * cfg->batch < cfg->batch ? ntrain - b * cfg->batch : cfg->batch;
             /* A denoising autoencoder sees a corrupted input and aims at the clean one;
              * the noise is keyed by epoch and position, so resume redraws it exactly. */
-            lt_batch_prepare(m, ws, ds, order + (size_t)b * cfg->batch, 0, bn, cfg->seed, (uint64_t)epoch,
-                             (uint64_t)b * cfg->batch, cfg->threads);
+            lt_batch_defer(ws, ds, order + (size_t)b * cfg->batch, 0, cfg->seed, (uint64_t)epoch,
+                           (uint64_t)b * cfg->batch);
             lt_batch_loss bl = lt_net_loss(m, ws, bn, cfg->seed, (uint64_t)rs.step, 1, cfg->threads);
             double loss = bl.loss;
             rs.correct += bl.correct;
