@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "nn/net.h"
 #include "optim/optim.h"
 #include "testutil.h"
 
@@ -428,6 +429,72 @@ static void test_flush_subnormals(void **state)
 #endif
 }
 
+/* A batch left to lt_net_loss (lt_batch_defer, as training does: each chunk's
+ * thread prepares its own samples) gives the same input, target, labels, loss
+ * and gradient, bit for bit, as one prepared up front, for the input paths
+ * that differ by model: a denoiser's noise, a Bernoulli VAE's binarized input,
+ * a classifier's labels. 70 shuffled samples: two whole chunks and a short
+ * one, on two threads. The deferred batch is used up by the loss. */
+static void test_deferred_batch_same_bits(void **state)
+{
+    (void)state;
+    const int n = 70;
+    int idx[70];
+    for (int i = 0; i < n; i++) idx[i] = (i * 37 + 11) % ds.n;
+    for (int kind = 0; kind < 3; kind++) {
+        char ae[1024], spec[1024];
+        lt_err err = {0};
+        lt_model *m;
+        assert_int_equal(lt_default_spec(ae, sizeof ae, 3), 0);
+        if (kind == 0) strcpy(spec, ae);
+        else if (kind == 1) assert_int_equal(lt_default_vae_spec(spec, sizeof spec, 3), 0);
+        else assert_int_equal(lt_classifier_spec(spec, sizeof spec, ae, 10, &err), 0);
+        assert_int_equal(lt_model_create(&m, spec, 1, 28, 28, 0.1f, 5, &err), 0);
+        if (kind == 0) assert_int_equal(lt_noise_parse("gaussian:0.5", &m->noise, &err), 0);
+        if (kind == 1) {
+            lt_likelihood lik;
+            assert_int_equal(lt_likelihood_parse("bernoulli", &lik, &err), 0);
+            assert_int_equal(lt_model_set_likelihood(m, &lik, &err), 0);
+        }
+        lt_workspace *ws;
+        assert_int_equal(lt_workspace_create(&ws, m, n, 1, &err), 0);
+        const size_t isz = 784, P = m->n_params;
+        float *x = malloc(sizeof(float) * n * isz), *t = malloc(sizeof(float) * n * isz), *g = malloc(sizeof(float) * P);
+        uint8_t lab[70];
+        lt_batch_prepare(m, ws, &ds, idx, 0, n, 9, 4, 100, 2);
+        memcpy(x, ws->act[0], sizeof(float) * n * isz);
+        memcpy(t, ws->target, sizeof(float) * n * isz);
+        memcpy(lab, ws->labels, (size_t)n);
+        lt_batch_loss a = lt_net_loss(m, ws, n, 3, 7, 1, 2);
+        memcpy(g, ws->grad, sizeof(float) * P);
+        /* Clobber what the deferred batch must rebuild. */
+        memset(ws->act[0], 0xff, sizeof(float) * n * isz);
+        memset(ws->target, 0xff, sizeof(float) * n * isz);
+        memset(ws->labels, 0xff, (size_t)n);
+        memset(ws->grad, 0, sizeof(float) * P);
+        lt_batch_defer(ws, &ds, idx, 0, 9, 4, 100);
+        lt_batch_loss b = lt_net_loss(m, ws, n, 3, 7, 1, 2);
+        assert_int_equal(ws->batch.pending, 0);
+        assert_memory_equal(ws->act[0], x, sizeof(float) * n * isz);
+        if (kind != 2) assert_memory_equal(ws->target, t, sizeof(float) * n * isz);
+        assert_memory_equal(ws->labels, lab, (size_t)n);
+        assert_memory_equal(&b.loss, &a.loss, sizeof a.loss);
+        assert_int_equal(b.correct, a.correct);
+        assert_memory_equal(ws->grad, g, sizeof(float) * P);
+        /* The paths did something: noise moved the input off the target,
+         * binarizing left only 0 and 1, and the gradient is not zero. */
+        if (kind == 0) assert_memory_not_equal(x, t, sizeof(float) * n * isz);
+        if (kind == 1)
+            for (size_t i = 0; i < n * isz; i++) assert_true(x[i] == 0.0f || x[i] == 1.0f);
+        double gn = 0;
+        for (size_t j = 0; j < P; j++) gn += (double)g[j] * g[j];
+        assert_true(gn > 0);
+        free(x), free(t), free(g);
+        lt_workspace_free(ws);
+        lt_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_out_dir_created_with_parents),
         cmocka_unit_test(test_unwritable_out_dir),
         cmocka_unit_test(test_dae_deterministic_and_resumable),
+        cmocka_unit_test(test_deferred_batch_same_bits),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     tu_release_threads();
