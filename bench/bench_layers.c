@@ -15,16 +15,19 @@
  *
  * Each layer's forward and backward run on one chunk (LT_CHUNK samples) on
  * one thread, repeated for about 0.3 s, median of 5; the whole training step
- * runs on a batch with N threads. Peak = cores x 2 FMA units x 2 FLOP x vector
- * floats (8 for AVX2, 16 for AVX-512) x clock; the clock is read from
- * /proc/cpuinfo unless --ghz is given. FLOPs count 2 per multiply-add of the
- * convolutions and dense layers only. */
+ * runs on a batch with N threads. Peak = cores x the FLOP rate of one core,
+ * measured (peak.c: vector multiply-adds on every FMA unit, at the clock the
+ * core runs at); --ghz G scales that rate to G GHz. Where it cannot be
+ * measured (no AVX2 and FMA), 2 FMA units x 2 FLOP x 4 floats x the clock of
+ * /proc/cpuinfo. FLOPs count 2 per multiply-add of the convolutions and
+ * dense layers only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "nn/net.h"
+#include "peak.h"
 
 static double now(void)
 {
@@ -64,16 +67,21 @@ static double cpu_ghz(void)
     return mhz > 0 ? mhz / 1000.0 : 3.0;
 }
 
-static int vector_floats(void)
+/* Per core: measured, or from the nominal clock where it cannot be. */
+static double core_peak(double ghz, char *how, size_t size)
 {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return 16;
-    if (__builtin_cpu_supports("avx2")) return 8;
-    return 4;
-#else
-    return 4;
-#endif
+    bench_peak p = bench_measure_peak();
+    if (p.gflops > 0 && p.ghz > 0) {
+        /* FLOP per cycle come in multiples of 4 (2 per multiply-add, vectors
+         * of 2 or more floats); rounding takes out the two measurements' noise. */
+        const double per_cycle = 4.0 * (int)(p.gflops / p.ghz / 4.0 + 0.5);
+        if (ghz <= 0) ghz = p.ghz;
+        snprintf(how, size, "measured: %.0f FLOP per cycle with %d-bit vectors, at %.2f GHz", per_cycle, p.bits, ghz);
+        return per_cycle * ghz;
+    }
+    if (ghz <= 0) ghz = cpu_ghz();
+    snprintf(how, size, "not measurable here: 2 FMA units x 4 floats x 2 at %.2f GHz", ghz);
+    return 2.0 * 2.0 * 4 * ghz;
 }
 
 typedef struct { const lt_model *m; lt_workspace *ws; int i, n, backward; } job;
@@ -182,9 +190,6 @@ int main(int argc, char **argv)
         else { fprintf(stderr, "bench_layers: unknown option %s\n", a); return 2; }
         i++;
     }
-    if (ghz <= 0) ghz = cpu_ghz();
-    const int vf = vector_floats();
-    const double core_peak = 2.0 * 2.0 * vf * ghz; /* GFLOP/s per core */
     if (!strcmp(model, "vae") && !latent_given) latent = 3; /* latent train's default k */
     char spec[1024];
     if (model_spec(spec, sizeof spec, model, latent)) {
@@ -209,7 +214,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < m->n_layers; i++) macs += layer_macs(&m->layers[i]);
     if (info) {
         /* For bench/run: the work per image and the machine's peak. */
-        printf("{\"mflop_per_image\": %.4f, \"peak_gflops_per_core\": %.2f}\n", 6 * macs * 1e-6, core_peak);
+        char how[160];
+        double peak = core_peak(ghz, how, sizeof how);
+        printf("{\"mflop_per_image\": %.4f, \"peak_gflops_per_core\": %.2f, \"peak_how\": \"%s\"}\n",
+               6 * macs * 1e-6, peak, how);
         return 0;
     }
     if (infer > 0) {
@@ -236,8 +244,9 @@ int main(int argc, char **argv)
         lt_model_free(m);
         return 0;
     }
-    printf("peak: %.1f GFLOP/s per core (%d-float vectors, 2 FMA units, %.2f GHz), %.1f for %d threads\n\n",
-           core_peak, vf, ghz, core_peak * threads, threads);
+    char how[160];
+    const double peak = core_peak(ghz, how, sizeof how);
+    printf("peak: %.1f GFLOP/s per core (%s), %.1f for %d threads\n\n", peak, how, peak * threads, threads);
     printf("%-10s %-16s %12s %9s %7s %12s %9s %7s\n", "layer", "type", "fwd us/img", "GFLOP/s", "%peak",
            "bwd us/img", "GFLOP/s", "%peak");
     double tf_all = 0, tb_all = 0;
@@ -252,8 +261,8 @@ int main(int argc, char **argv)
         double mac = layer_macs(l);
         if (mac > 0)
             printf("%-10s %-16s %12.2f %9.2f %6.1f%% %12.2f %9.2f %6.1f%%\n", l->name, kinds[l->kind], tf * 1e6,
-                   2 * mac / tf * 1e-9, 200 * mac / tf * 1e-9 / core_peak, tb * 1e6, 4 * mac / tb * 1e-9,
-                   400 * mac / tb * 1e-9 / core_peak);
+                   2 * mac / tf * 1e-9, 200 * mac / tf * 1e-9 / peak, tb * 1e6, 4 * mac / tb * 1e-9,
+                   400 * mac / tb * 1e-9 / peak);
         else
             printf("%-10s %-16s %12.2f %9s %7s %12.2f\n", l->name, kinds[l->kind], tf * 1e6, "", "", tb * 1e6);
     }
@@ -262,7 +271,7 @@ int main(int argc, char **argv)
     printf("\nlayers, one thread: forward %.1f us/img, backward %.1f us/img\n", tf_all * 1e6, tb_all * 1e6);
     printf("training step, batch %d, %d thread(s): %.1f us/img = %.0f images/s, %.2f GFLOP/s = %.1f%% of peak "
            "(%.2f MFLOP per image)\n",
-           batch, threads, ts * 1e6, 1 / ts, 6 * macs / ts * 1e-9, 600 * macs / ts * 1e-9 / (core_peak * threads),
+           batch, threads, ts * 1e6, 1 / ts, 6 * macs / ts * 1e-9, 600 * macs / ts * 1e-9 / (peak * threads),
            6 * macs * 1e-6);
     lt_workspace_free(ws);
     lt_model_free(m);
