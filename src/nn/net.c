@@ -42,6 +42,8 @@ static int has_mask(const lt_layer *l, int train)
 }
 
 static int n_chunks(int n) { return (n + LT_CHUNK - 1) / LT_CHUNK; }
+/* One past the last sample of chunk c of a batch of n. */
+static int chunk_end(int n, int c) { return n - c * LT_CHUNK < LT_CHUNK ? n : c * LT_CHUNK + LT_CHUNK; }
 
 /* A ReLU right after a convolution or dense layer works in place: their
  * backward passes read their input, never their output, and the ReLU's reads
@@ -520,7 +522,7 @@ void lt_images_to_float(float *dst, const lt_dataset *ds, const int *idx, int fi
     const int nch = n_chunks(n);
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
     for (int c = 0; c < nch; c++)
-        images_to_float_rows(dst, ds, idx, first, c * LT_CHUNK, n - c * LT_CHUNK < LT_CHUNK ? n : c * LT_CHUNK + LT_CHUNK);
+        images_to_float_rows(dst, ds, idx, first, c * LT_CHUNK, chunk_end(n, c));
 }
 
 void lt_noise_batch(const lt_noise *noise, float *x, int n, size_t size, uint64_t seed, uint64_t stream,
@@ -556,8 +558,7 @@ void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds,
     ws->batch.pending = 0;
 #pragma omp parallel for num_threads(resolve_threads(threads)) schedule(static)
     for (int c = 0; c < nch; c++)
-        prepare_rows(m, ws, ds, idx, first, c * LT_CHUNK, n - c * LT_CHUNK < LT_CHUNK ? n : c * LT_CHUNK + LT_CHUNK,
-                     noise_seed, noise_stream, noise_first);
+        prepare_rows(m, ws, ds, idx, first, c * LT_CHUNK, chunk_end(n, c), noise_seed, noise_stream, noise_first);
 }
 
 void lt_batch_defer(lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, uint64_t noise_seed,
