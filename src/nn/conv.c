@@ -319,8 +319,30 @@ static inline __attribute__((always_inline)) void conv1_c(float *restrict out, c
         const float *im = img + (size_t)s * g->h * g->w;
         for (int y = 0; y < g->h; y++) memcpy(buf + (size_t)(y + pad) * pw + pad, im + (size_t)y * g->w, sizeof(float) * g->w);
         float *o = out + (size_t)s * g->oh * g->ow * oc;
-        for (int y = 0; y < g->oh; y++)
-            for (int x = 0; x < g->ow; x++, o += oc) {
+        for (int y = 0; y < g->oh; y++) {
+            int x = 0;
+            if (oc == 8)
+                /* Four pixels at a time: each pixel's sum is a chain of k*k
+                 * dependent additions; four independent chains side by side
+                 * keep the adder busy. Each pixel adds its taps in the same
+                 * order: the same bits. */
+                for (; x + 4 <= g->ow; x += 4, o += 4 * oc) {
+                    v8f a0, a1, a2, a3;
+                    if (b) memcpy(&a0, b, sizeof a0);
+                    else memset(&a0, 0, sizeof a0);
+                    a1 = a0, a2 = a0, a3 = a0;
+                    const float *px = buf + (size_t)y * st * pw + (size_t)x * st;
+                    for (int ki = 0; ki < k; ki++)
+                        for (int kj = 0; kj < k; kj++) {
+                            const float *p = px + (size_t)ki * pw + kj;
+                            v8f w;
+                            memcpy(&w, wt + (size_t)(ki * k + kj) * oc, sizeof w);
+                            a0 += p[0] * w, a1 += p[st] * w, a2 += p[2 * st] * w, a3 += p[3 * st] * w;
+                        }
+                    memcpy(o, &a0, sizeof a0), memcpy(o + 8, &a1, sizeof a1);
+                    memcpy(o + 16, &a2, sizeof a2), memcpy(o + 24, &a3, sizeof a3);
+                }
+            for (; x < g->ow; x++, o += oc) {
                 v8f acc[8];
                 if (b) memcpy(acc, b, sizeof(float) * oc);
                 else memset(acc, 0, sizeof(float) * oc);
@@ -336,6 +358,7 @@ static inline __attribute__((always_inline)) void conv1_c(float *restrict out, c
                     }
                 memcpy(o, acc, sizeof(float) * oc);
             }
+        }
     }
 }
 
