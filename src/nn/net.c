@@ -467,7 +467,9 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
              * the chunks for each parameter was scalar (3% of a step). Each
              * sum is still ((0 + g0) + g1) + ..., the same bits. */
             const size_t blk = 2048, nblk = (m->n_params + blk - 1) / blk;
-#pragma omp for schedule(static)
+            /* nowait: the region's end waits for every thread anyway, and with
+             * a passive wait policy each barrier can cost a thread wake-up. */
+#pragma omp for schedule(static) nowait
             for (size_t b = 0; b < nblk; b++) {
                 const size_t j0 = b * blk, len = m->n_params - j0 < blk ? m->n_params - j0 : blk;
                 sum_chunks(ws->grad + j0, cs, nch, j0, len);
