@@ -71,16 +71,15 @@ static double cpu_ghz(void)
 static double core_peak(double ghz, char *how, size_t size)
 {
     bench_peak p = bench_measure_peak();
-    if (p.gflops > 0 && p.ghz > 0) {
-        /* FLOP per cycle come in multiples of 4 (2 per multiply-add, vectors
-         * of 2 or more floats); rounding takes out the two measurements' noise. */
-        const double per_cycle = 4.0 * (int)(p.gflops / p.ghz / 4.0 + 0.5);
-        if (per_cycle < 4) goto nominal; /* under an emulator such as valgrind */
+    /* FLOP per cycle come in multiples of 4 (2 per multiply-add, vectors of
+     * 2 or more floats); rounding takes out the two measurements' noise. It
+     * rounds to 0 under an emulator such as valgrind. */
+    const double per_cycle = p.gflops > 0 && p.ghz > 0 ? 4.0 * (int)(p.gflops / p.ghz / 4.0 + 0.5) : 0;
+    if (per_cycle >= 4) {
         if (ghz <= 0) ghz = p.ghz;
         snprintf(how, size, "measured: %.0f FLOP per cycle with %d-bit vectors, at %.2f GHz", per_cycle, p.bits, ghz);
         return per_cycle * ghz;
     }
-nominal:
     if (ghz <= 0) ghz = cpu_ghz();
     snprintf(how, size, "not measurable here: 2 FMA units x 4 floats x 2 at %.2f GHz", ghz);
     return 2.0 * 2.0 * 4 * ghz;

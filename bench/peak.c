@@ -10,7 +10,7 @@
  * How: the clock from a chain of dependent integer additions (one cycle each
  * on every x86-64 core), the rate from twelve independent chains of vector
  * multiply-adds (enough to cover the FMA latency on every unit), each the
- * best of five short runs so that an interruption does not count. */
+ * best of several short runs so that an interruption does not count. */
 #include "peak.h"
 
 #include <stdint.h>

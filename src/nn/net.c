@@ -548,9 +548,7 @@ static void prepare_rows(const lt_model *m, lt_workspace *ws, const lt_dataset *
         for (size_t i = a; i < b; i++) x[i] = x[i] > 0.5f ? 1.0f : 0.0f;
     if (m->kind != LT_MODEL_CLF) memcpy(ws->target + a, x + a, sizeof(float) * (b - a));
     for (int i = lo; i < hi; i++) ws->labels[i] = ds->labels[batch_index(idx, first, i)];
-    if (m->noise.kind != LT_NOISE_NONE)
-        for (int i = lo; i < hi; i++)
-            lt_noise_apply(&m->noise, x + (size_t)i * isz, 1, isz, noise_seed, noise_stream, noise_first + (uint64_t)i);
+    lt_noise_apply(&m->noise, x + a, hi - lo, isz, noise_seed, noise_stream, noise_first + (uint64_t)lo);
 }
 
 void lt_batch_prepare(const lt_model *m, lt_workspace *ws, const lt_dataset *ds, const int *idx, int first, int n,
