@@ -163,10 +163,17 @@ static inline float sigmoid_expf(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 87.0f ? 87.0f : x;
-    float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    /* NaN stays NaN through r and p below; only the exponent must not come
-     * from converting NaN to an integer, which C leaves undefined. */
-    int32_t n = (int32_t)(fn == fn ? fn : 0.0f);
+    /* t = 1.5*2^23 + n, n = round(x/ln2): in [2^23, 2^24) floats are the
+     * integers, so n is also the low bits of t's representation. Taken from
+     * there, not by converting fn to an integer: that conversion is undefined
+     * for NaN in C, and guarding it made the compiler keep two versions of
+     * everything after it, two divisions included. NaN stays NaN through r
+     * and p below, whatever n it leaves. */
+    const float t = x * 1.44269504088896341f + 12582912.0f, fn = t - 12582912.0f;
+    uint32_t tb, mb;
+    const float magic = 12582912.0f;
+    memcpy(&tb, &t, sizeof tb);
+    memcpy(&mb, &magic, sizeof mb);
     float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -175,7 +182,7 @@ static inline float sigmoid_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    uint32_t bits = (uint32_t)(n + 127) << 23;
+    uint32_t bits = (tb - mb + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
