@@ -103,7 +103,7 @@ static void run_layer(const job *j)
         switch (l->kind) {
         case LT_L_CONV: lt_conv2d_forward(out, in, w, b, j->n, &l->g, scratch); break;
         case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, j->n, &l->g, scratch); break;
-        case LT_L_DENSE: lt_dense_forward(out, in, w, b, j->n, l->in_c, l->out_c); break;
+        case LT_L_DENSE: lt_dense_forward(out, in, ws->wt[j->i], b, j->n, l->in_c, l->out_c); break;
         case LT_L_RELU: lt_relu_forward(out, in, len); break;
         case LT_L_SIGMOID: lt_sigmoid_forward(out, in, len); break;
         case LT_L_MAXPOOL: lt_maxpool_forward(out, ws->mask[j->i], in, j->n, l->in_h, l->in_w, l->in_c, l->pool); break;

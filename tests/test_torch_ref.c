@@ -141,8 +141,9 @@ static void test_dense_layer(void **state)
     (void)state;
     float *x = get("dense.x"), *w = get("dense.w"), *b = get("dense.b"), *y = get("dense.y");
     float *dy = get("dense.dy"), *dx = get("dense.dx"), *dw = get("dense.dw"), *db = get("dense.db");
-    float out[20], gx[24], gw[30] = {0}, gb[5] = {0};
-    lt_dense_forward(out, x, w, b, 4, 6, 5);
+    float out[20], gx[24], gw[30] = {0}, gb[5] = {0}, wt[30];
+    lt_dense_transpose(wt, w, 6, 5);
+    lt_dense_forward(out, x, wt, b, 4, 6, 5);
     lt_dense_backward(gx, gw, gb, dy, x, w, 4, 6, 5);
     expect_close("dense forward", out, y, 20, 1e-6);
     expect_close("dense dx", gx, dx, 24, 1e-6);

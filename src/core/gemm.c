@@ -10,12 +10,13 @@
  * it: LIBXSMM never splits a product over threads.
  *
  * LIBXSMM is column-major; a row-major C = A B is the column-major
- * C^T = B^T A^T, so A and B swap places and nothing is copied. What its
- * generator (1.17) cannot do, or does slower than OpenBLAS, stays with
- * OpenBLAS: B transposed (row-major NT; the layers lay their weights out so
- * as not to need it), outputs of one or two columns (latent size 2) or of
- * more than XSMM_MAX_N, and any shape for which no kernel comes back (a CPU
- * it does not know). */
+ * C^T = B^T A^T, so A and B swap places and nothing is copied. Outputs of
+ * one or two columns (latent size 2), which its generator (1.17) does not
+ * take, are a plain loop here; wide ones go in slabs. So every product of
+ * the layers runs in LIBXSMM or in latent's own code. OpenBLAS remains for
+ * B transposed (row-major NT; the layers lay their weights out so as not to
+ * need it), for a CPU LIBXSMM gives no kernel for, and for a build without
+ * LIBXSMM. */
 #include <cblas.h>
 #include <string.h>
 
@@ -82,10 +83,57 @@ static int xsmm_gemm(int ta, int m, int n, int k, const float *a, int lda, const
 }
 #endif
 
-/* Widest C (row-major columns) given to LIBXSMM: its kernels keep a whole
- * column of C^T in registers' reach, and the CNN's 9216-wide dense layer ran
- * 3x slower backward than through OpenBLAS. The autoencoder's widest is 288. */
+/* Widest C (row-major columns) given to one LIBXSMM kernel: its kernels keep
+ * a whole column of C^T in registers' reach, and the CNN's 9216-wide dense
+ * layer ran 3x slower backward as one kernel. Wider products go in slabs of
+ * this many columns (each column's sums are the same whatever the slab).
+ * The autoencoder's widest is 288. */
 #define XSMM_MAX_N 512
+
+/* C with one or two columns (a latent size of 2): too narrow for LIBXSMM's
+ * generator, and OpenBLAS's kernel, like LIBXSMM's, depends on the CPU. A
+ * plain loop instead, the same bits on any machine: each sum from 0 over p
+ * in order, then added to C or stored. Eight rows' sums run side by side in
+ * registers: one sum at a time left the adder waiting on its latency (0.1
+ * us per image for the latent layer). */
+static inline __attribute__((always_inline)) void narrow_gemm_n(const int ta, int m, const int n, int k,
+                                                                 const float *restrict a, int lda,
+                                                                 const float *restrict b, int ldb, int accumulate,
+                                                                 float *restrict c, int ldc)
+{
+    enum { R = 8 }; /* rows at a time: 8 x n running sums in registers */
+    for (int i0 = 0; i0 < m; i0 += R) {
+        const int r = m - i0 < R ? m - i0 : R;
+        float acc[R][2] = {{0}};
+        if (r == R)
+            for (int p = 0; p < k; p++)
+                for (int i = 0; i < R; i++) {
+                    const float ai = ta ? a[(size_t)p * lda + i0 + i] : a[(size_t)(i0 + i) * lda + p];
+                    for (int j = 0; j < n; j++) acc[i][j] += ai * b[(size_t)p * ldb + j];
+                }
+        else
+            for (int p = 0; p < k; p++)
+                for (int i = 0; i < r; i++) {
+                    const float ai = ta ? a[(size_t)p * lda + i0 + i] : a[(size_t)(i0 + i) * lda + p];
+                    for (int j = 0; j < n; j++) acc[i][j] += ai * b[(size_t)p * ldb + j];
+                }
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < n; j++) {
+                float *cij = c + (size_t)(i0 + i) * ldc + j;
+                *cij = accumulate ? *cij + acc[i][j] : acc[i][j];
+            }
+    }
+}
+
+/* Constant shapes, so that the sums stay in registers. */
+static void narrow_gemm(int ta, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                        int accumulate, float *c, int ldc)
+{
+    if (ta && n == 1) narrow_gemm_n(1, m, 1, k, a, lda, b, ldb, accumulate, c, ldc);
+    else if (ta) narrow_gemm_n(1, m, 2, k, a, lda, b, ldb, accumulate, c, ldc);
+    else if (n == 1) narrow_gemm_n(0, m, 1, k, a, lda, b, ldb, accumulate, c, ldc);
+    else narrow_gemm_n(0, m, 2, k, a, lda, b, ldb, accumulate, c, ldc);
+}
 
 static void clear(float *c, int m, int n, int ldc)
 {
@@ -102,8 +150,24 @@ void lt_gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const
         if (!accumulate) clear(c, m, n, ldc);
         return;
     }
+    if (!tb && n <= 2) {
+        narrow_gemm(ta, m, n, k, a, lda, b, ldb, accumulate, c, ldc);
+        return;
+    }
 #ifdef LATENT_HAVE_XSMM
-    if (!tb && n > 2 && n <= XSMM_MAX_N && xsmm_gemm(ta, m, n, k, a, lda, b, ldb, accumulate, c, ldc) == 0) return;
+    if (!tb && n <= XSMM_MAX_N && xsmm_gemm(ta, m, n, k, a, lda, b, ldb, accumulate, c, ldc) == 0) return;
+    if (!tb && n > XSMM_MAX_N) {
+        int j = 0;
+        for (; j < n; j += XSMM_MAX_N) {
+            const int w = n - j < XSMM_MAX_N ? n - j : XSMM_MAX_N;
+            if (w <= 2) narrow_gemm(ta, m, w, k, a, lda, b + j, ldb, accumulate, c + j, ldc);
+            /* A slab without a kernel (no LIBXSMM for this CPU): the rest
+             * of the product goes to OpenBLAS below, from that slab on. */
+            else if (xsmm_gemm(ta, m, w, k, a, lda, b + j, ldb, accumulate, c + j, ldc)) break;
+        }
+        if (j >= n) return;
+        b += j, c += j, n -= j;
+    }
 #endif
     /* With beta 0 OpenBLAS clears C in a pass of its own (sgemm_beta) that
      * perf put at 7% of a training step, several times slower than memset;

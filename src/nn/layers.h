@@ -60,9 +60,10 @@ void lt_convt1_forward(float *out, const float *inp, const float *w, const float
 void lt_convt1_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
                         const lt_conv_geom *g, float *scratch);
 
-/* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. */
-void lt_dense_forward(float *out, const float *inp, const float *w, const float *b, int n, int nin,
-                      int nout);
+/* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. The forward
+ * pass takes W^T [nin, nout] (lt_dense_transpose makes it), the backward W. */
+void lt_dense_transpose(float *wt, const float *w, int nin, int nout);
+void lt_dense_forward(float *out, const float *inp, const float *wt, const float *b, int n, int nin, int nout);
 void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                        const float *w, int n, int nin, int nout);
 

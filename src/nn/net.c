@@ -78,6 +78,12 @@ static void blas_single_threaded(void)
     openblas_set_num_threads(1);
 }
 
+void lt_net_prepare_weights(const lt_model *m, lt_workspace *ws, int from, int to)
+{
+    for (int i = from; i < to; i++)
+        if (ws->wt[i]) lt_dense_transpose(ws->wt[i], m->params + m->layers[i].w_off, m->layers[i].in_c, m->layers[i].out_c);
+}
+
 int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,
                         lt_err *err)
 {
@@ -88,11 +94,13 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     size_t *off = lt_calloc((size_t)L, sizeof(size_t), err);
     if (!off) return LT_ENOMEM;
     /* Inference layers share one scratch; in training each convolution keeps
-     * its own, so its backward pass can reuse what the forward pass unfolded. */
-    size_t in0 = (size_t)m->c * m->h * m->w, maxsz = in0, cols = 16;
+     * its own, so its backward pass can reuse what the forward pass unfolded.
+     * Dense layers keep their transposed weight (wts) instead. */
+    size_t in0 = (size_t)m->c * m->h * m->w, maxsz = in0, cols = 16, wts = 0;
     for (int i = 0; i < L; i++) {
         const lt_layer *l = &m->layers[i];
         if (l->out_size > maxsz) maxsz = l->out_size;
+        if (l->kind == LT_L_DENSE) wts += round64((size_t)l->in_c * l->out_c);
         if (l->kind == LT_L_CONV || l->kind == LT_L_CONVT) {
             size_t cs = round64(lt_conv_scratch_size(&l->g, l->kind == LT_L_CONVT, max_batch < LT_CHUNK ? max_batch : LT_CHUNK));
             if (train) off[i] = cols, cols += cs;
@@ -117,6 +125,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     /* Targets (also for scoring in inference), labels and per-sample KL. */
     total += round64(in0 * max_batch) + round64((size_t)max_batch) /* labels: 4 per float */ + round64(2 * (size_t)max_batch);
     if (train) total += round64(m->n_params);
+    total += wts;
 
     lt_workspace *ws = lt_calloc(1, sizeof *ws, err);
     if (!ws) {
@@ -126,6 +135,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->scratch_off = off;
     ws->act = lt_calloc((size_t)L + 1, sizeof(float *), err);
     ws->mask = lt_calloc((size_t)L, sizeof(float *), err);
+    ws->wt = lt_calloc((size_t)L, sizeof(float *), err);
     ws->chunks = lt_calloc((size_t)nch, sizeof(lt_chunk), err);
     ws->slots = lt_calloc((size_t)nslots, sizeof(lt_chunk), err);
     ws->chunk_loss = lt_calloc((size_t)nch, sizeof(double), err);
@@ -134,7 +144,7 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     size_t bytes;
     float *p = NULL;
     if (lt_mul_size(total, sizeof(float), &bytes) == 0) p = lt_aligned_alloc(bytes, err);
-    if (!ws->act || !ws->mask || !ws->chunks || !ws->slots || !ws->chunk_loss || !ws->chunk_kl || !ws->chunk_correct || !p) {
+    if (!ws->act || !ws->mask || !ws->wt || !ws->chunks || !ws->slots || !ws->chunk_loss || !ws->chunk_kl || !ws->chunk_correct || !p) {
         free(p);
         lt_workspace_free(ws);
         return lt_errf(err, LT_ENOMEM, "out of memory for a batch of %d (%zu floats)", max_batch, total);
@@ -168,6 +178,9 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
     ws->labels = (uint8_t *)p, p += round64((size_t)max_batch);
     ws->kl = (double *)p, p += round64(2 * (size_t)max_batch);
     if (train) ws->grad = p, p += round64(m->n_params);
+    for (int i = 0; i < L; i++)
+        if (m->layers[i].kind == LT_L_DENSE)
+            ws->wt[i] = p, p += round64((size_t)m->layers[i].in_c * m->layers[i].out_c);
     *out = ws;
     return 0;
 }
@@ -178,6 +191,7 @@ void lt_workspace_free(lt_workspace *ws)
     free(ws->block);
     free(ws->act);
     free(ws->mask);
+    free(ws->wt);
     free(ws->chunks);
     free(ws->slots);
     free(ws->chunk_loss);
@@ -203,7 +217,7 @@ static void forward_chunk(const lt_model *m, lt_workspace *ws, int first, int n,
         switch (l->kind) {
         case LT_L_CONV: lt_conv2d_forward(out, in, w, b, n, &l->g, cols + ws->scratch_off[i]); break;
         case LT_L_CONVT: lt_convt2d_forward(out, in, w, b, n, &l->g, cols + ws->scratch_off[i]); break;
-        case LT_L_DENSE: lt_dense_forward(out, in, w, b, n, l->in_c, l->out_c); break;
+        case LT_L_DENSE: lt_dense_forward(out, in, ws->wt[i], b, n, l->in_c, l->out_c); break;
         case LT_L_RELU:
             if (i - 1 >= from && bias_in_relu(m, i - 1, to)) {
                 const lt_layer *p = &m->layers[i - 1];
@@ -313,6 +327,7 @@ static void forward_pass(const lt_model *m, lt_workspace *ws, int n, int from, i
                          uint64_t step, int threads, const float *x0, float *yN)
 {
     const int nch = n_chunks(n);
+    lt_net_prepare_weights(m, ws, from, to);
 #pragma omp parallel for num_threads(ws_threads(ws, threads)) schedule(dynamic, 1)
     for (int c = 0; c < nch; c++) {
         int first = c * LT_CHUNK, cn = n - first < LT_CHUNK ? n - first : LT_CHUNK;
@@ -449,6 +464,7 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
     /* Data-parallel training: this process computes its share of the chunks, then exchange() fills in the rest. */
     const int split = grad && ws->exchange && ws->parts > 1;
     const int c0 = split ? nch * ws->part / ws->parts : 0, c1 = split ? nch * (ws->part + 1) / ws->parts : nch;
+    lt_net_prepare_weights(m, ws, 0, m->n_layers);
 #pragma omp parallel num_threads(nt)
     {
         lt_fpmode fm = lt_ftz_begin();

@@ -112,6 +112,8 @@ typedef struct lt_workspace {
     lt_chunk *slots;           /* n_slots of them, one per thread: .cols and .d */
     int n_slots;
     size_t *scratch_off;       /* per layer: its scratch in a chunk's cols (training: one each) */
+    float **wt;                /* per dense layer: its W^T, made by lt_net_prepare_weights
+                                  before each pass; NULL for other layers */
     double *chunk_loss;        /* per chunk: summed loss (VAE: reconstruction part) */
     double *chunk_kl;          /* VAE: summed KL */
     int *chunk_correct;        /* classifier: right answers */
@@ -137,6 +139,10 @@ typedef struct lt_workspace {
 
 int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, int train,
                         lt_err *err);
+/* The weights in the layout the kernels want (ws->wt) for layers [from, to),
+ * from m->params as they are now. The passes below call it; after the
+ * parameters change, any pass made without it would use the old ones. */
+void lt_net_prepare_weights(const lt_model *m, lt_workspace *ws, int from, int to);
 void lt_workspace_free(lt_workspace *ws);
 
 /* Forward over layers [from, to) for samples [0, n) of the workspace (act[from]
