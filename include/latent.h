@@ -20,6 +20,18 @@ extern "C" {
 
 #define LATENT_VERSION "0.1.0"
 
+/* ---- reproducibility ----
+ * The same seed gives the same bits for any thread count and, on x86-64
+ * CPUs with AVX2 and FMA (AVX-512 ones included), on any such machine with
+ * the same build: the layers' matrix products run in LIBXSMM's AVX2 kernels
+ * there, or in plain loops. LATENT_KERNELS=native in the environment lets
+ * LIBXSMM generate for this CPU instead (other bits on an AVX-512 CPU, a few
+ * percent faster); LIBXSMM_TARGET, when set, is LIBXSMM's own choice and is
+ * left alone. This returns the kernels' target ("hsw" for AVX2, "skx" or
+ * "spr" and so on for AVX-512; "generic" where LIBXSMM generates nothing),
+ * or "openblas" in a build without LIBXSMM. */
+const char *lt_kernel_target(void);
+
 /* ---- errors ---- */
 enum {
     LT_OK = 0,

@@ -29,7 +29,13 @@ static const char *usage =
     "  interpolate  digits decoded along the line between two test images' codes\n"
     "\n"
     "Data: MNIST from the cache (scripts/fetch-mnist puts it there), or --data DIR\n"
-    "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n";
+    "with IDX files (train-images-idx3-ubyte, ...; plain or .gz).\n"
+    "\n"
+    "Reproducibility: the same seed gives the same bits for any thread count and,\n"
+    "on x86-64 CPUs with AVX2 (AVX-512 ones included), on any such machine: the\n"
+    "matrix products use their AVX2 kernels everywhere. LATENT_KERNELS=native lets\n"
+    "LIBXSMM and OpenBLAS pick kernels for this CPU instead (other bits on an\n"
+    "AVX-512 CPU).\n";
 
 static lt_dist *dist;
 
@@ -56,21 +62,54 @@ static void restore_affinity_for_exec(void)
     if (CPU_COUNT(&set) > 0) sched_setaffinity(0, sizeof set, &set);
 }
 
-int main(int argc, char **argv)
+static int cpu_has_avx2_fma(void)
 {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* The environment this process should run with, set where the user did not
+ * choose; returns 1 if anything was set (then we start again, as the
+ * libraries read it when they load), -1 for a bad LATENT_KERNELS. */
+static int set_environment(void)
+{
+    int set = 0;
     /* libgomp reads OMP_WAIT_POLICY when the program loads, before main. Idle
-     * worker threads that spin steal the CPU from other jobs on a shared machine
-     * (and from each other), so start again with a passive policy unless the
-     * user chose one. OpenBLAS likewise starts its threads when it loads, and
-     * they spin on sched_yield for its first 0.1 s (perf: a third of the CPU
+     * worker threads that spin steal the CPU from other jobs on a shared
+     * machine (and from each other), so use a passive policy unless the user
+     * chose one. OpenBLAS likewise starts its threads when it loads, and they
+     * spin on sched_yield for its first 0.1 s (perf: a third of the CPU
      * samples of a one-epoch run went there); latent never gives them work
      * (each chunk's products run on its own thread), so ask for none. */
-    if (!getenv("OMP_WAIT_POLICY") || !getenv("OPENBLAS_NUM_THREADS")) {
-        if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    if (!getenv("OMP_WAIT_POLICY")) setenv("OMP_WAIT_POLICY", "PASSIVE", 1), set = 1;
+    if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 1), set = 1;
+    /* The library runs the layers' products in LIBXSMM's AVX2 kernels on any
+     * CPU with AVX2 (lt_kernel_target): the same bits on AVX2 and AVX-512
+     * machines. OpenBLAS, still used by the maps (PCA, k-NN), picks its
+     * kernels for the CPU when it loads, so ask it for its AVX2 ones too
+     * (Haswell), unless LATENT_KERNELS=native. */
+    const char *k = getenv("LATENT_KERNELS");
+    if (k && strcmp(k, "portable") && strcmp(k, "native")) return -1;
+    if ((!k || !strcmp(k, "portable")) && cpu_has_avx2_fma() && !getenv("OPENBLAS_CORETYPE"))
+        setenv("OPENBLAS_CORETYPE", "Haswell", 1), set = 1;
+    return set;
+}
+
+int main(int argc, char **argv)
+{
+    const int env = set_environment();
+    if (env < 0) {
+        fprintf(stderr, "latent: LATENT_KERNELS: expected portable or native, found '%s'\n", getenv("LATENT_KERNELS"));
+        return EXIT_USAGE;
+    }
+    if (env > 0) {
         restore_affinity_for_exec();
         execv("/proc/self/exe", argv);
-        /* If re-executing fails we simply carry on with the default policy. */
+        /* If re-executing fails we simply carry on with the defaults. */
     }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -78,6 +117,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--version")) {
         printf("latent %s\n", LATENT_VERSION);
+        const char *o = getenv("OPENBLAS_CORETYPE");
+        printf("kernels: %s for the layers, OpenBLAS %s (LATENT_KERNELS=%s)\n", lt_kernel_target(),
+               o ? o : "for this CPU", getenv("LATENT_KERNELS") ? getenv("LATENT_KERNELS") : "portable");
         return 0;
     }
     const char *cmd = argv[1];

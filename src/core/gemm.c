@@ -13,11 +13,13 @@
  * C^T = B^T A^T, so A and B swap places and nothing is copied. Outputs of
  * one or two columns (latent size 2), which its generator (1.17) does not
  * take, are a plain loop here; wide ones go in slabs. So every product of
- * the layers runs in LIBXSMM or in latent's own code. OpenBLAS remains for
- * B transposed (row-major NT; the layers lay their weights out so as not to
- * need it), for a CPU LIBXSMM gives no kernel for, and for a build without
- * LIBXSMM. */
+ * the layers runs in kernels that are the same on any machine with AVX2
+ * (xsmm_start below), and the same seed gives the same bits there. OpenBLAS
+ * remains for B transposed (row-major NT; the layers lay their weights out
+ * so as not to need it), for a CPU LIBXSMM gives no kernel for, and for a
+ * build without LIBXSMM. */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -27,7 +29,31 @@
 #include <threads.h>
 
 static once_flag xsmm_once = ONCE_FLAG_INIT;
-static void xsmm_start(void) { libxsmm_init(); }
+
+static int cpu_has_avx2_fma(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* LIBXSMM generates its kernels for the CPU it runs on, and an AVX-512
+ * kernel adds a product's terms in another order than an AVX2 one: the same
+ * seed trained to other weights on an AVX-512 machine than on an AVX2 one.
+ * Its AVX2 kernels ("hsw") run on both, so they are asked for wherever the
+ * CPU has AVX2 and FMA, unless LATENT_KERNELS=native or the user set
+ * LIBXSMM_TARGET: then the same bits on any such machine (README, "Same bits
+ * on other machines", for what it costs). */
+static void xsmm_start(void)
+{
+    libxsmm_init();
+    const char *k = getenv("LATENT_KERNELS");
+    if (!getenv("LIBXSMM_TARGET") && !(k && !strcmp(k, "native")) && cpu_has_avx2_fma())
+        libxsmm_set_target_arch("hsw");
+}
 
 static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc, int accumulate, int flags)
 {
@@ -53,6 +79,12 @@ static inline void clean_upper(void)
 #if defined(__x86_64__) || defined(__i386__)
     __asm__ volatile("vzeroupper" ::: "memory");
 #endif
+}
+
+const char *lt_kernel_target(void)
+{
+    call_once(&xsmm_once, xsmm_start);
+    return libxsmm_get_target_arch();
 }
 
 static int xsmm_gemm(int ta, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
@@ -81,6 +113,8 @@ static int xsmm_gemm(int ta, int m, int n, int k, const float *a, int lda, const
     clean_upper();
     return 0;
 }
+#else
+const char *lt_kernel_target(void) { return "openblas"; }
 #endif
 
 /* Widest C (row-major columns) given to one LIBXSMM kernel: its kernels keep
