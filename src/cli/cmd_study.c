@@ -427,7 +427,7 @@ int cmd_study(int argc, char **argv)
     int threads = 0;
     cli_opt opts[] = {
         {"--out", OPT_STRING, &out, "output directory (required)", 0, 0, 0},
-        {"--preset", OPT_STRING, &preset, "quick (about 3 minutes), full (the study's protocol) or a JSON file", 0, 0, 0},
+        {"--preset", OPT_STRING, &preset, "quick (a miniature: under a minute on 2 cores), full (the study's protocol) or a JSON file", 0, 0, 0},
         {"--force", OPT_STRING, &force, "rerun this stage from scratch, and the stages that use what it made", 0, 0, 0},
         {"--data", OPT_STRING, &data, "directory with IDX files (default: the MNIST cache)", 0, 0, 0},
         {"--threads", OPT_INT, &threads, "threads for every stage (default: all cores)", 1, 1024, 0},
