@@ -31,6 +31,11 @@ extern "C" {
  * "spr" and so on for AVX-512; "generic" where LIBXSMM generates nothing),
  * or "openblas" in a build without LIBXSMM. */
 const char *lt_kernel_target(void);
+/* 1 on an x86-64 CPU with AVX2 and FMA, where the AVX2 kernels run. */
+int lt_cpu_has_avx2_fma(void);
+/* 1 when this process asks for the AVX2 kernels: such a CPU, and
+ * LATENT_KERNELS is not "native". */
+int lt_kernels_portable(void);
 
 /* ---- errors ---- */
 enum {

@@ -81,22 +81,12 @@ static void test_train_eval_reconstruct(void **state)
     free(dir);
 }
 
-static int cpu_has_avx2_fma(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-/* The CLI pins LIBXSMM and OpenBLAS to their AVX2 kernels (the same bits on
- * AVX2 and AVX-512 machines): a default run gives the same weights as one
- * that asks for those kernels itself, and LATENT_KERNELS is checked. On an
- * AVX-512 CPU a run without the pinning differs, so this fails if the CLI
- * stops pinning; on a CPU without AVX2 nothing is pinned, and the default
- * run must equal a native one. */
+/* latent pins LIBXSMM (the library) and OpenBLAS (the CLI) to their AVX2
+ * kernels (the same bits on AVX2 and AVX-512 machines): a default run gives
+ * the same weights as one that asks for those kernels itself, and
+ * LATENT_KERNELS is checked. On an AVX-512 CPU a run without the pinning
+ * differs, so this fails if latent stops pinning; on a CPU without AVX2
+ * nothing is pinned, and the default run must equal a native one. */
 static void test_portable_kernels(void **state)
 {
     (void)state;
@@ -105,11 +95,11 @@ static void test_portable_kernels(void **state)
     assert_non_null(strstr(out, "LATENT_KERNELS"));
     assert_non_null(strstr(out, "'fast'"));
     assert_int_equal(tu_sh(out, sizeof out, "env -u LIBXSMM_TARGET -u LATENT_KERNELS %s --version", LATENT_CLI), 0);
-    if (cpu_has_avx2_fma() && !strstr(out, "openblas for the layers")) assert_non_null(strstr(out, "hsw for the layers"));
+    if (lt_cpu_has_avx2_fma() && !strstr(out, "openblas for the layers")) assert_non_null(strstr(out, "hsw for the layers"));
     lt_dataset ds;
     tu_make_dataset(&ds, 160, 28, 28, 11);
     tu_write_idx_split(dir, "train", &ds);
-    const char *pin = cpu_has_avx2_fma() ? "LIBXSMM_TARGET=hsw OPENBLAS_CORETYPE=Haswell" : "";
+    const char *pin = lt_cpu_has_avx2_fma() ? "LIBXSMM_TARGET=hsw OPENBLAS_CORETYPE=Haswell" : "";
     int rc = tu_sh(out, sizeof out, "env -u LIBXSMM_TARGET -u OPENBLAS_CORETYPE -u LATENT_KERNELS %s train --data %s "
                    "--out %s/a --epochs 1 --batch 32 --val 32 --threads 2", LATENT_CLI, dir, dir);
     if (rc) fail_msg("default run failed: %s", out);

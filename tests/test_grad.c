@@ -342,36 +342,27 @@ static void test_convt2d(void **state)
 
 /* ---- dense ---- */
 
+static void dense_case(const char *name, int n, int nin, int nout)
+{
+    layer_case c = {.name = name, .n = n, .nin = nin, .nout = nout};
+    c.nx = (size_t)n * nin, c.ny = (size_t)n * nout, c.nw = (size_t)nin * nout, c.nb = (size_t)nout;
+    c.fwd = dense_fwd, c.bwd = dense_bwd;
+    case_alloc(&c, -1.0f, 1.0f);
+    c.cols = falloc((size_t)nin * nout); /* W^T */
+    run_case(&c, 1e-2f, TOL_LAYER);
+    case_free(&c);
+}
+
 static void test_dense(void **state)
 {
     (void)state;
     worst_seen = 0.0;
-    layer_case c = {.name = "dense n3 5->4", .n = 3, .nin = 5, .nout = 4};
-    c.nx = 15, c.ny = 12, c.nw = 20, c.nb = 4;
-    c.fwd = dense_fwd, c.bwd = dense_bwd;
-    case_alloc(&c, -1.0f, 1.0f);
-    c.cols = falloc((size_t)c.nin * c.nout);
-    run_case(&c, 1e-2f, TOL_LAYER);
-    case_free(&c);
-
+    dense_case("dense n3 5->4", 3, 5, 4);
     /* One or two outputs: the products' own narrow loop. */
-    layer_case d = {.name = "dense n2 7->1", .n = 2, .nin = 7, .nout = 1};
-    d.nx = 14, d.ny = 2, d.nw = 7, d.nb = 1;
-    d.fwd = dense_fwd, d.bwd = dense_bwd;
-    case_alloc(&d, -1.0f, 1.0f);
-    d.cols = falloc((size_t)d.nin * d.nout);
-    run_case(&d, 1e-2f, TOL_LAYER);
-    case_free(&d);
-
+    dense_case("dense n2 7->1", 2, 7, 1);
     /* More than 512 inputs: the input gradient and weight gradient products
      * are wider than one LIBXSMM kernel takes (slabs, the last 88 wide). */
-    layer_case e = {.name = "dense n2 600->3", .n = 2, .nin = 600, .nout = 3};
-    e.nx = 1200, e.ny = 6, e.nw = 1800, e.nb = 3;
-    e.fwd = dense_fwd, e.bwd = dense_bwd;
-    case_alloc(&e, -1.0f, 1.0f);
-    e.cols = falloc((size_t)e.nin * e.nout);
-    run_case(&e, 1e-2f, TOL_LAYER);
-    case_free(&e);
+    dense_case("dense n2 600->3", 2, 600, 3);
     print_message("dense worst relative error %.2e\n", worst_seen);
 }
 

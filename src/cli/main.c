@@ -62,16 +62,6 @@ static void restore_affinity_for_exec(void)
     if (CPU_COUNT(&set) > 0) sched_setaffinity(0, sizeof set, &set);
 }
 
-static int cpu_has_avx2_fma(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
 /* The environment this process should run with, set where the user did not
  * choose; returns 1 if anything was set (then we start again, as the
  * libraries read it when they load), -1 for a bad LATENT_KERNELS. */
@@ -94,7 +84,7 @@ static int set_environment(void)
      * (Haswell), unless LATENT_KERNELS=native. */
     const char *k = getenv("LATENT_KERNELS");
     if (k && strcmp(k, "portable") && strcmp(k, "native")) return -1;
-    if ((!k || !strcmp(k, "portable")) && cpu_has_avx2_fma() && !getenv("OPENBLAS_CORETYPE"))
+    if (lt_kernels_portable() && !getenv("OPENBLAS_CORETYPE"))
         setenv("OPENBLAS_CORETYPE", "Haswell", 1), set = 1;
     return set;
 }

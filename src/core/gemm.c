@@ -24,13 +24,7 @@
 
 #include "core/core.h"
 
-#ifdef LATENT_HAVE_XSMM
-#include <libxsmm.h>
-#include <threads.h>
-
-static once_flag xsmm_once = ONCE_FLAG_INIT;
-
-static int cpu_has_avx2_fma(void)
+int lt_cpu_has_avx2_fma(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -39,6 +33,18 @@ static int cpu_has_avx2_fma(void)
     return 0;
 #endif
 }
+
+int lt_kernels_portable(void)
+{
+    const char *k = getenv("LATENT_KERNELS");
+    return !(k && !strcmp(k, "native")) && lt_cpu_has_avx2_fma();
+}
+
+#ifdef LATENT_HAVE_XSMM
+#include <libxsmm.h>
+#include <threads.h>
+
+static once_flag xsmm_once = ONCE_FLAG_INIT;
 
 /* LIBXSMM generates its kernels for the CPU it runs on, and an AVX-512
  * kernel adds a product's terms in another order than an AVX2 one: the same
@@ -50,9 +56,7 @@ static int cpu_has_avx2_fma(void)
 static void xsmm_start(void)
 {
     libxsmm_init();
-    const char *k = getenv("LATENT_KERNELS");
-    if (!getenv("LIBXSMM_TARGET") && !(k && !strcmp(k, "native")) && cpu_has_avx2_fma())
-        libxsmm_set_target_arch("hsw");
+    if (!getenv("LIBXSMM_TARGET") && lt_kernels_portable()) libxsmm_set_target_arch("hsw");
 }
 
 static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc, int accumulate, int flags)
@@ -133,33 +137,35 @@ const char *lt_kernel_target(void) { return "openblas"; }
  * in order, then added to C or stored. Eight rows' sums run side by side in
  * registers: one sum at a time left the adder waiting on its latency (0.1
  * us per image for the latent layer). */
+/* Rows i0 .. i0+r of C, r <= 8. */
+static inline __attribute__((always_inline)) void narrow_rows(const int ta, int i0, const int r, const int n, int k,
+                                                              const float *restrict a, int lda,
+                                                              const float *restrict b, int ldb, int accumulate,
+                                                              float *restrict c, int ldc)
+{
+    float acc[8][2] = {{0}};
+    for (int p = 0; p < k; p++)
+        for (int i = 0; i < r; i++) {
+            const float ai = ta ? a[(size_t)p * lda + i0 + i] : a[(size_t)(i0 + i) * lda + p];
+            for (int j = 0; j < n; j++) acc[i][j] += ai * b[(size_t)p * ldb + j];
+        }
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < n; j++) {
+            float *cij = c + (size_t)(i0 + i) * ldc + j;
+            *cij = accumulate ? *cij + acc[i][j] : acc[i][j];
+        }
+}
+
 static inline __attribute__((always_inline)) void narrow_gemm_n(const int ta, int m, const int n, int k,
                                                                  const float *restrict a, int lda,
                                                                  const float *restrict b, int ldb, int accumulate,
                                                                  float *restrict c, int ldc)
 {
-    enum { R = 8 }; /* rows at a time: 8 x n running sums in registers */
-    for (int i0 = 0; i0 < m; i0 += R) {
-        const int r = m - i0 < R ? m - i0 : R;
-        float acc[R][2] = {{0}};
-        if (r == R)
-            for (int p = 0; p < k; p++)
-                for (int i = 0; i < R; i++) {
-                    const float ai = ta ? a[(size_t)p * lda + i0 + i] : a[(size_t)(i0 + i) * lda + p];
-                    for (int j = 0; j < n; j++) acc[i][j] += ai * b[(size_t)p * ldb + j];
-                }
-        else
-            for (int p = 0; p < k; p++)
-                for (int i = 0; i < r; i++) {
-                    const float ai = ta ? a[(size_t)p * lda + i0 + i] : a[(size_t)(i0 + i) * lda + p];
-                    for (int j = 0; j < n; j++) acc[i][j] += ai * b[(size_t)p * ldb + j];
-                }
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < n; j++) {
-                float *cij = c + (size_t)(i0 + i) * ldc + j;
-                *cij = accumulate ? *cij + acc[i][j] : acc[i][j];
-            }
-    }
+    int i0 = 0;
+    /* Whole blocks of 8 rows with the count constant (unrolled, sums in
+     * registers), then the rest. */
+    for (; i0 + 8 <= m; i0 += 8) narrow_rows(ta, i0, 8, n, k, a, lda, b, ldb, accumulate, c, ldc);
+    if (i0 < m) narrow_rows(ta, i0, m - i0, n, k, a, lda, b, ldb, accumulate, c, ldc);
 }
 
 /* Constant shapes, so that the sums stay in registers. */
