@@ -180,9 +180,15 @@ static void test_interrupt(void **state)
     const char *p = "{\"stages\": [{\"id\": \"long\", \"title\": \"Long\", \"commands\": ["
                     "[\"train\", \"--out\", \"{stage}/run\", \"--epochs\", \"300\", \"--batch\", \"100\", \"--val\", \"0\", \"--json\"]]}]}";
     free(tu_write(dir, "long.json", p, strlen(p)));
+    /* The signal goes once the training has saved its first epoch, not after
+     * a fixed sleep: the 300 epochs of these 200 images once took less than
+     * the 2 s this test slept, and the study had finished before the signal
+     * (exit 0). */
     int rc = tu_sh(out, sizeof out,
-                "{ %s study --preset %s/long.json --out %s/st --data %s --threads 1 & pid=$!; sleep 2; kill -INT $pid; wait $pid; }",
-                LATENT_CLI, dir, dir, dir);
+                "{ %s study --preset %s/long.json --out %s/st --data %s --threads 1 & pid=$!; "
+                "for i in $(seq 600); do [ -f %s/st/long/run/train_state.safetensors ] && break; sleep 0.05; done; "
+                "kill -INT $pid; wait $pid; }",
+                LATENT_CLI, dir, dir, dir, dir);
     if (rc != 130) fail_msg("expected exit 130 after SIGINT, got %d: %s", rc, out);
     assert_non_null(strstr(out, "run the same command again"));
     snprintf(path, sizeof path, "%s/st/long/run/train_state.safetensors", dir);
