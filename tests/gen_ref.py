@@ -159,6 +159,11 @@ def main():
     vae_case(out, "vae_b", 2, True)
     for name, (cls, hyper) in OPTIMIZERS.items():
         optim_case(out, meta, name, cls, hyper)
+    # Conv2d between wide layers goes through Winograd's F(2x2, 3x3) in
+    # latent (src/nn/winograd.c): odd sizes give tiles cut by the edges.
+    # Last, so that the cases above keep their random draws.
+    layer_case(out, "conv_w1", nn.Conv2d(16, 24, 3, stride=1, padding=1), (2, 16, 5, 7))
+    layer_case(out, "conv_w0", nn.Conv2d(16, 16, 3, stride=1, padding=0), (3, 16, 7, 6))
 
     out = {k: v.detach().float().contiguous() for k, v in out.items()}
     os.makedirs(os.path.dirname(OUT), exist_ok=True)

@@ -283,6 +283,8 @@ static double conv_case(const char *name, geo q, int transposed, float h, double
     /* The geometry is what PyTorch gives for these settings. */
     assert_int_equal(c.g.oh, q.oh);
     assert_int_equal(c.g.ow, q.ow);
+    /* A case named for a kernel must reach it. */
+    if (strstr(name, "(Winograd)")) assert_true(lt_wino_applies(&c.g));
     c.nx = (size_t)c.n * q.c * q.h * q.w;
     c.ny = (size_t)c.n * q.oc * c.g.oh * c.g.ow;
     c.nw = (size_t)q.c * q.oc * q.k * q.k;
@@ -314,6 +316,10 @@ static void test_conv2d(void **state)
      * the MNIST CNN's first layer, and one with a run-time kernel size. */
     conv_case("conv 1->32 6x6 k3 s1 p0 (direct, CNN)", (geo){1, 6, 6, 32, 3, 1, 0, 0, 4, 4}, 0, 1e-2f, TOL_LAYER);
     conv_case("conv 1->16 6x7 k5 s2 p2 (direct, k5)", (geo){1, 6, 7, 16, 5, 2, 2, 0, 3, 4}, 0, 1e-2f, TOL_LAYER);
+    /* Wide, k 3, stride 1: Winograd's F(2x2, 3x3), with edge tiles cut on
+     * both axes (odd output sizes) and both paddings it takes. */
+    conv_case("conv 16->16 7x6 k3 s1 p0 (Winograd)", (geo){16, 7, 6, 16, 3, 1, 0, 0, 5, 4}, 0, 1e-2f, TOL_LAYER);
+    conv_case("conv 16->24 5x7 k3 s1 p1 (Winograd)", (geo){16, 5, 7, 24, 3, 1, 1, 0, 5, 7}, 0, 1e-2f, TOL_LAYER);
     print_message("conv2d worst relative error %.2e\n", worst_seen);
 }
 

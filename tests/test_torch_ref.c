@@ -89,6 +89,8 @@ static const conv_case conv_cases[] = {
     {"conv_a", 0, 3, 2, 7, 7, 4, 3, 2, 1, 0},  {"conv_b", 0, 2, 3, 8, 8, 5, 3, 2, 0, 0},
     {"conv_c", 0, 2, 2, 5, 5, 3, 3, 1, 1, 0},  {"convt_a", 1, 3, 4, 3, 3, 2, 3, 2, 0, 0},
     {"convt_b", 1, 2, 3, 4, 4, 2, 3, 2, 1, 1}, {"convt_c", 1, 2, 2, 5, 5, 3, 3, 1, 1, 0},
+    /* Winograd (lt_wino_applies), edge tiles cut on both axes. */
+    {"conv_w1", 0, 2, 16, 5, 7, 24, 3, 1, 1, 0}, {"conv_w0", 0, 3, 16, 7, 6, 16, 3, 1, 0, 0},
 };
 
 static void test_conv_layers(void **state)

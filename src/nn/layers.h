@@ -59,6 +59,16 @@ void lt_convt1_forward(float *out, const float *inp, const float *w, const float
 /* The bias gradient is the caller's (the shared sum over the output). */
 void lt_convt1_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
                         const lt_conv_geom *g, float *scratch);
+/* Conv2d with k 3 and stride 1 between layers of 16 or more channels (the
+ * MNIST CNN's second layer), by Winograd's F(2x2, 3x3) (winograd.c); the
+ * Conv2d functions above use it when lt_wino_applies. dw is added to, dinp
+ * overwritten; the bias gradient is the caller's. */
+int lt_wino_applies(const lt_conv_geom *g);
+size_t lt_wino_scratch_size(const lt_conv_geom *g, int n);
+void lt_wino_forward(float *out, const float *inp, const float *w, const float *b, int n, const lt_conv_geom *g,
+                     float *scratch);
+void lt_wino_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
+                      const lt_conv_geom *g, float *scratch);
 
 /* Linear: out[n, nout] = inp[n, nin] W^T + b, W [nout, nin]. The forward
  * pass takes W^T [nin, nout] (lt_dense_transpose makes it), the backward W. */
