@@ -73,8 +73,23 @@ typedef struct lt_rng { uint64_t s[4]; } lt_rng;
 
 void lt_rng_seed(lt_rng *r, uint64_t seed);
 lt_rng lt_rng_for(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
+/* One xoshiro256** step, inline for loops that draw one value per element
+ * (dropout masks); lt_rng_u64 is the same step. */
+static inline uint64_t lt_rng_next(lt_rng *r)
+{
+    uint64_t *s = r->s;
+    const uint64_t x = s[1] * 5, result = ((x << 7) | (x >> 57)) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return result;
+}
 uint64_t lt_rng_u64(lt_rng *r);
 /* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
+static inline float lt_rng_uniform_next(lt_rng *r) { return (float)(lt_rng_next(r) >> 40) * 0x1.0p-24f; }
 float lt_rng_uniform(lt_rng *r);
 /* Uniform integer in [0, n) without modulo bias. */
 uint64_t lt_rng_below(lt_rng *r, uint64_t n);

@@ -35,23 +35,9 @@ lt_rng lt_rng_for(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
     return r;
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t lt_rng_u64(lt_rng *r) { return lt_rng_next(r); }
 
-uint64_t lt_rng_u64(lt_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-float lt_rng_uniform(lt_rng *r) { return (float)(lt_rng_u64(r) >> 40) * 0x1.0p-24f; }
+float lt_rng_uniform(lt_rng *r) { return lt_rng_uniform_next(r); }
 
 uint64_t lt_rng_below(lt_rng *r, uint64_t n)
 {

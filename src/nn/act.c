@@ -208,6 +208,16 @@ void lt_sigmoid_backward(float *restrict dinp, const float *restrict dout, const
     sigmoid_backward_impl(dinp, dout, out, len);
 }
 
+/* out may be inp (dropout in place): each value is read before it is written. */
+LT_VECTOR_CLONES static void dropout_select(float *out, float *restrict mask, const float *inp,
+                                            const float *restrict u, size_t len, float p, float scale)
+{
+    for (size_t i = 0; i < len; i++) {
+        mask[i] = u[i] < p ? 0.0f : scale;
+        out[i] = inp[i] * mask[i];
+    }
+}
+
 void lt_dropout_forward(float *out, float *mask, const float *inp, int n, size_t size, float p,
                         int train, uint64_t seed, uint64_t step, uint64_t first, uint64_t salt)
 {
@@ -216,12 +226,19 @@ void lt_dropout_forward(float *out, float *mask, const float *inp, int n, size_t
         return;
     }
     const float scale = 1.0f / (1.0f - p);
+    /* The draws first, then the masks from them in a loop of its own, which
+     * compiles to vector selects: kept or dropped is a coin toss a branch
+     * predictor loses half the time at p = 0.5, and as a branch in one loop
+     * (which GCC made of every select written there) the CNN's 9216-value
+     * dropout took 6% of its step, 4.8 ns per value. The same draws and the
+     * same comparison: the same masks. */
+    float u[256];
     for (int s = 0; s < n; s++) {
         lt_rng r = lt_rng_for(seed, step, first + (uint64_t)s, salt);
-        for (size_t i = 0; i < size; i++) {
-            size_t j = (size_t)s * size + i;
-            mask[j] = lt_rng_uniform(&r) < p ? 0.0f : scale;
-            out[j] = inp[j] * mask[j];
+        for (size_t i0 = 0; i0 < size; i0 += 256) {
+            const size_t len = size - i0 < 256 ? size - i0 : 256, j0 = (size_t)s * size + i0;
+            for (size_t i = 0; i < len; i++) u[i] = lt_rng_uniform_next(&r);
+            dropout_select(out + j0, mask + j0, inp + j0, u, len, p, scale);
         }
     }
 }
