@@ -455,6 +455,21 @@ LT_VECTOR_CLONES static void sum_chunks(float *restrict dst, const lt_chunk *cs,
     }
 }
 
+/* The batch's loss from its chunks' sums, in chunk order. */
+static lt_batch_loss batch_result(const lt_model *m, const lt_workspace *ws, int nch, int n)
+{
+    lt_batch_loss r = {0};
+    double loss = 0.0, kl = 0.0;
+    for (int c = 0; c < nch; c++) loss += ws->chunk_loss[c], kl += ws->chunk_kl[c], r.correct += ws->chunk_correct[c];
+    if (m->kind == LT_MODEL_AE) {
+        r.loss = loss / ((double)n * (double)m->layers[m->n_layers - 1].out_size);
+    } else {
+        r.rec = loss / n, r.kl = kl / n;
+        r.loss = r.rec + r.kl;
+    }
+    return r;
+}
+
 lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step, int grad,
                           int threads)
 {
@@ -478,6 +493,9 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
         }
         /* Sum the chunks' gradients in chunk order, whichever thread ran them. */
         if (grad) {
+            /* Every chunk's loss is in (the loop's barrier, or exchange's):
+             * each thread finds the same total, so all update or none do. */
+            const int update = ws->update && isfinite(batch_result(m, ws, nch, n).loss);
             /* Blocks of parameters, the chunks added one whole block at a
              * time: vector adds over contiguous memory, where a loop over
              * the chunks for each parameter was scalar (3% of a step). Each
@@ -489,21 +507,13 @@ lt_batch_loss lt_net_loss(const lt_model *m, lt_workspace *ws, int n, uint64_t s
             for (size_t b = 0; b < nblk; b++) {
                 const size_t j0 = b * blk, len = m->n_params - j0 < blk ? m->n_params - j0 : blk;
                 sum_chunks(ws->grad + j0, cs, nch, j0, len);
+                if (update) ws->update(ws->update_ctx, j0, j0 + len);
             }
         }
         lt_ftz_end(fm);
     }
     ws->batch.pending = 0; /* consumed: a later call on other data must not redo it */
-    lt_batch_loss r = {0};
-    double loss = 0.0, kl = 0.0;
-    for (int c = 0; c < nch; c++) loss += ws->chunk_loss[c], kl += ws->chunk_kl[c], r.correct += ws->chunk_correct[c];
-    if (m->kind == LT_MODEL_AE) {
-        r.loss = loss / ((double)n * (double)m->layers[m->n_layers - 1].out_size);
-    } else {
-        r.rec = loss / n, r.kl = kl / n;
-        r.loss = r.rec + r.kl;
-    }
-    return r;
+    return batch_result(m, ws, nch, n);
 }
 
 double lt_net_train_step(const lt_model *m, lt_workspace *ws, int n, uint64_t seed, uint64_t step,

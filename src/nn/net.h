@@ -126,6 +126,14 @@ typedef struct lt_workspace {
     int part, parts;
     void (*exchange)(void *ctx, struct lt_workspace *ws, int nch, size_t n_params);
     void *exchange_ctx;
+    /* Called by lt_net_loss (training) for each block [lo, hi) of ws->grad
+     * as soon as it is summed, by the thread that summed it, when the batch's
+     * loss is finite: the optimizer's update (train.c). Each thread then
+     * updates the parameters whose gradient is in its cache, at the same
+     * time as the other, where one thread updating all of them after the
+     * step took 7% of a two-thread epoch at batch 64. NULL: no update. */
+    void (*update)(void *ctx, size_t lo, size_t hi);
+    void *update_ctx;
     /* A batch given to lt_batch_defer, prepared chunk by chunk inside the
      * next lt_net_loss, which consumes it. */
     struct {

@@ -117,9 +117,19 @@ LT_VECTOR_CLONES static void update_range(const lt_optim *o, float *p, const flo
     }
 }
 
+void lt_optim_begin(lt_optim *o) { o->t++; }
+
+void lt_optim_update(const lt_optim *o, float *p, const float *grad, size_t lo, size_t hi)
+{
+    /* Parameters before o->first are frozen: weight decay must not move them either. */
+    if (lo < o->first) lo = o->first;
+    if (hi > o->n) hi = o->n;
+    if (lo < hi) update_range(o, p, grad, lo, hi);
+}
+
 void lt_optim_step(lt_optim *o, float *p, const float *grad, int threads)
 {
-    o->t++;
+    lt_optim_begin(o);
     /* Blocks of a fixed size, so the work split never depends on the thread
      * count (each element's update is the same either way). */
     const size_t block = 8192, nb = (o->n + block - 1) / block;
@@ -127,15 +137,12 @@ void lt_optim_step(lt_optim *o, float *p, const float *grad, int threads)
     /* Waking a second thread costs more than a small model's whole update:
      * the default autoencoder's 49k parameters took 2.5 times longer on two
      * threads than on one (0.019 against 0.008 s per 60k-image epoch). The
-     * MNIST CNN's 1.2M do gain. */
+     * MNIST CNN's 1.2M do gain. (Training applies the update inside the
+     * gradient's own parallel region instead: lt_workspace.update.) */
 #pragma omp parallel for num_threads(nt) schedule(static) if (nb >= 32)
     for (size_t b = 0; b < nb; b++) {
-        /* Parameters before o->first are frozen: weight decay must not move them either. */
-        size_t lo = b * block < o->first ? o->first : b * block, hi = b * block + block < o->n ? b * block + block : o->n;
-        if (lo < hi) {
-            lt_fpmode fm = lt_ftz_begin();
-            update_range(o, p, grad, lo, hi);
-            lt_ftz_end(fm);
-        }
+        lt_fpmode fm = lt_ftz_begin();
+        lt_optim_update(o, p, grad, b * block, b * block + block);
+        lt_ftz_end(fm);
     }
 }

@@ -26,5 +26,10 @@ int lt_optim_slots(const lt_optim *o);
 /* One update of params from grad (grad is left unchanged), on `threads`
  * threads (0: OpenMP's default); the result does not depend on the count. */
 void lt_optim_step(lt_optim *o, float *params, const float *grad, int threads);
+/* The same in parts: lt_optim_begin counts the step, then lt_optim_update
+ * updates params[lo, hi) (any split of [0, n) gives the same result, each
+ * part once, from any thread; frozen parameters are skipped). */
+void lt_optim_begin(lt_optim *o);
+void lt_optim_update(const lt_optim *o, float *params, const float *grad, size_t lo, size_t hi);
 
 #endif

@@ -290,6 +290,19 @@ static int checkpoint(const lt_train_config *cfg, const lt_model *m, const lt_op
 }
 
 /* A stop asked of any process stops them all at the same batch. */
+/* The optimizer's update of one block of parameters, for lt_net_loss. */
+typedef struct step_update {
+    const lt_optim *opt;
+    float *params;
+    const float *grad;
+} step_update;
+
+static void apply_update(void *ctx, size_t lo, size_t hi)
+{
+    const step_update *u = ctx;
+    lt_optim_update(u->opt, u->params, u->grad, lo, hi);
+}
+
 static int stop_now(const lt_train_config *cfg) { return lt_dist_any(cfg->dist, cfg->stop && *cfg->stop); }
 
 static int check_config(const lt_train_config *cfg, const lt_dataset *ds, lt_err *err)
@@ -447,7 +460,13 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
              * the noise is keyed by epoch and position, so resume redraws it exactly. */
             lt_batch_defer(ws, ds, order + (size_t)b * cfg->batch, 0, cfg->seed, (uint64_t)epoch,
                            (uint64_t)b * cfg->batch);
+            /* The update runs inside the step, block by block (lt_workspace.update);
+             * with a loss that is not finite it does not run at all. */
+            step_update upd = {&opt, m->params, ws->grad};
+            lt_optim_begin(&opt);
+            ws->update = apply_update, ws->update_ctx = &upd;
             lt_batch_loss bl = lt_net_loss(m, ws, bn, cfg->seed, (uint64_t)rs.step, 1, cfg->threads);
+            ws->update = NULL, ws->update_ctx = NULL;
             double loss = bl.loss;
             rs.correct += bl.correct;
             if (!isfinite(loss)) {
@@ -458,7 +477,6 @@ int lt_train(const lt_train_config *cfg, const lt_dataset *ds, lt_progress_fn pr
                              "learning rate (--lr %g)", epoch + 1, b + 1, loss, kept, cfg->lr / 10);
                 break;
             }
-            lt_optim_step(&opt, m->params, ws->grad, cfg->threads);
             rs.step++;
             rs.batch = b + 1;
             rs.loss_sum += loss * bn;
