@@ -116,7 +116,10 @@ static void run_layer(const job *j)
         switch (l->kind) {
         case LT_L_CONV: lt_conv2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, scratch, 1); break;
         case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, c->d[0], in, w, j->n, &l->g, scratch); break;
-        case LT_L_DENSE: lt_dense_backward(dinp, dw, db, c->d[0], in, w, j->n, l->in_c, l->out_c); break;
+        case LT_L_DENSE:
+            lt_dense_backward(dinp, dw, db, c->d[0], in, w, j->n, l->in_c, l->out_c,
+                              lt_dense_scratch_size(j->n, l->in_c, l->out_c) ? scratch : NULL);
+            break;
         case LT_L_RELU: if (dinp) lt_relu_backward(dinp, c->d[0], out, len); break;
         case LT_L_SIGMOID: if (dinp) lt_sigmoid_backward(dinp, c->d[0], out, len); break;
         case LT_L_MAXPOOL:

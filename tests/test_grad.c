@@ -95,7 +95,8 @@ typedef struct layer_case {
     float *x, *w, *b;          /* w and b NULL (sizes 0) for layers without parameters */
     size_t nx, nw, nb, ny;
     float *y, *R;
-    float *cols;               /* conv scratch */
+    float *cols;               /* conv scratch; dense: W^T */
+    float *scr;                /* dense: backward scratch (NULL: none) */
     int n;                     /* samples */
     lt_conv_geom g;            /* conv, convt */
     int nin, nout;             /* dense */
@@ -123,7 +124,7 @@ static void dense_fwd(layer_case *c)
 }
 static void dense_bwd(layer_case *c, float *dx, float *dw, float *db)
 {
-    lt_dense_backward(dx, dw, db, c->R, c->x, c->w, c->n, c->nin, c->nout);
+    lt_dense_backward(dx, dw, db, c->R, c->x, c->w, c->n, c->nin, c->nout, c->scr);
 }
 static void relu_fwd(layer_case *c) { lt_relu_forward(c->y, c->x, c->ny); }
 static void relu_bwd(layer_case *c, float *dx, float *dw, float *db)
@@ -267,7 +268,7 @@ static void case_alloc(layer_case *c, float xlo, float xhi)
 
 static void case_free(layer_case *c)
 {
-    free(c->x), free(c->w), free(c->b), free(c->y), free(c->R), free(c->cols), free(c->mask);
+    free(c->x), free(c->w), free(c->b), free(c->y), free(c->R), free(c->cols), free(c->mask), free(c->scr);
 }
 
 /* ---- conv2d ---- */
@@ -355,7 +356,20 @@ static void dense_case(const char *name, int n, int nin, int nout)
     c.fwd = dense_fwd, c.bwd = dense_bwd;
     case_alloc(&c, -1.0f, 1.0f);
     c.cols = falloc((size_t)nin * nout); /* W^T */
+    const size_t ss = lt_dense_scratch_size(n, nin, nout);
+    if (ss) c.scr = falloc(ss);
     run_case(&c, 1e-2f, TOL_LAYER);
+    if (ss) {
+        /* Wide: the slabs copied into the scratch give the same bits as the
+         * products read in place. */
+        float *dx0 = falloc(c.nx), *dw0 = falloc(c.nw), *dx1 = falloc(c.nx), *dw1 = falloc(c.nw);
+        lt_dense_backward(dx0, dw0, NULL, c.R, c.x, c.w, n, nin, nout, NULL);
+        lt_dense_backward(dx1, dw1, NULL, c.R, c.x, c.w, n, nin, nout, c.scr);
+        assert_memory_equal(dx0, dx1, sizeof(float) * c.nx);
+        assert_memory_equal(dw0, dw1, sizeof(float) * c.nw);
+        assert_true(tu_norm(dw1, c.nw) > 0.0);
+        free(dx0), free(dw0), free(dx1), free(dw1);
+    }
     case_free(&c);
 }
 
@@ -369,6 +383,8 @@ static void test_dense(void **state)
     /* More than 512 inputs: the input gradient and weight gradient products
      * are wider than one LIBXSMM kernel takes (slabs, the last 88 wide). */
     dense_case("dense n2 600->3", 2, 600, 3);
+    /* And with more rows and outputs than one vector, through the scratch. */
+    dense_case("dense n5 1100->12", 5, 1100, 12);
     print_message("dense worst relative error %.2e\n", worst_seen);
 }
 

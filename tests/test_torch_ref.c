@@ -146,7 +146,7 @@ static void test_dense_layer(void **state)
     float out[20], gx[24], gw[30] = {0}, gb[5] = {0}, wt[30];
     lt_dense_transpose(wt, w, 6, 5);
     lt_dense_forward(out, x, wt, b, 4, 6, 5);
-    lt_dense_backward(gx, gw, gb, dy, x, w, 4, 6, 5);
+    lt_dense_backward(gx, gw, gb, dy, x, w, 4, 6, 5, NULL);
     expect_close("dense forward", out, y, 20, 1e-6);
     expect_close("dense dx", gx, dx, 24, 1e-6);
     expect_close("dense dw", gw, dw, 30, 1e-6);

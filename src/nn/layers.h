@@ -74,8 +74,13 @@ void lt_wino_backward(float *dinp, float *dw, const float *dout, const float *in
  * pass takes W^T [nin, nout] (lt_dense_transpose makes it), the backward W. */
 void lt_dense_transpose(float *wt, const float *w, int nin, int nout);
 void lt_dense_forward(float *out, const float *inp, const float *wt, const float *b, int n, int nin, int nout);
+/* scratch: lt_dense_scratch_size(n, nin, nout) floats, or NULL. A layer
+ * wider than LT_DENSE_SLAB inputs (the CNN's 9216 -> 128) uses it to copy
+ * each slab of columns of W and of the input into contiguous rows first. */
+#define LT_DENSE_SLAB 512
+size_t lt_dense_scratch_size(int n, int nin, int nout);
 void lt_dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                       const float *w, int n, int nin, int nout);
+                       const float *w, int n, int nin, int nout, float *scratch);
 
 /* out may be inp (in place). */
 void lt_relu_forward(float *out, const float *inp, size_t len);

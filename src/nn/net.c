@@ -101,6 +101,10 @@ int lt_workspace_create(lt_workspace **out, const lt_model *m, int max_batch, in
         const lt_layer *l = &m->layers[i];
         if (l->out_size > maxsz) maxsz = l->out_size;
         if (l->kind == LT_L_DENSE) wts += round64((size_t)l->in_c * l->out_c);
+        if (l->kind == LT_L_DENSE && train) {
+            const size_t ds = lt_dense_scratch_size(max_batch < LT_CHUNK ? max_batch : LT_CHUNK, l->in_c, l->out_c);
+            if (ds) off[i] = cols, cols += round64(ds);
+        }
         if (l->kind == LT_L_CONV || l->kind == LT_L_CONVT) {
             size_t cs = round64(lt_conv_scratch_size(&l->g, l->kind == LT_L_CONVT, max_batch < LT_CHUNK ? max_batch : LT_CHUNK));
             if (train) off[i] = cols, cols += cs;
@@ -277,7 +281,10 @@ static void backward_chunk(const lt_model *m, lt_workspace *ws, int first, int n
             lt_conv2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols + ws->scratch_off[i], ws->train);
             break;
         case LT_L_CONVT: lt_convt2d_backward(dinp, dw, db, dout, in, w, n, &l->g, s->cols + ws->scratch_off[i]); break;
-        case LT_L_DENSE: lt_dense_backward(dinp, dw, db, dout, in, w, n, l->in_c, l->out_c); break;
+        case LT_L_DENSE:
+            lt_dense_backward(dinp, dw, db, dout, in, w, n, l->in_c, l->out_c,
+                              ws->train && lt_dense_scratch_size(n, l->in_c, l->out_c) ? s->cols + ws->scratch_off[i] : NULL);
+            break;
         case LT_L_RELU:
             /* In place in the gradient buffer: one array less to write. */
             if (dinp && relu_in_place(m, i)) {
