@@ -19,11 +19,14 @@ static int moves_data(const lt_layer *l)
     return 0;
 }
 
+/* Both conversions write in order and read with a stride: a loop that
+ * stored with a stride of c floats was 1.6% of the autoencoder's step in
+ * perf (each store to another cache line), for 288 values per image. */
 void lt_nchw_to_nhwc(float *dst, const float *src, int n, int c, int plane)
 {
     for (int s = 0; s < n; s++, src += (size_t)c * plane, dst += (size_t)c * plane)
-        for (int ch = 0; ch < c; ch++)
-            for (int p = 0; p < plane; p++) dst[(size_t)p * c + ch] = src[(size_t)ch * plane + p];
+        for (int p = 0; p < plane; p++)
+            for (int ch = 0; ch < c; ch++) dst[(size_t)p * c + ch] = src[(size_t)ch * plane + p];
 }
 
 void lt_nhwc_to_nchw(float *dst, const float *src, int n, int c, int plane)
