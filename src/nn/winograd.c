@@ -82,12 +82,14 @@ static size_t pass_floats(const pass *p)
     return round16((size_t)p->ph * p->pw * p->ci) + round16((size_t)16 * p->bi * p->th * p->tw * (p->ci + p->co));
 }
 
+/* The scratch: U, dU, then what the larger pass needs. */
+static size_t kernel_floats(const lt_conv_geom *g) { return round16((size_t)16 * g->c * g->oc); }
+
 size_t lt_wino_scratch_size(const lt_conv_geom *g, int n)
 {
     const pass f = fwd_pass(g, n), b = bwd_pass(g, n);
     const size_t a = pass_floats(&f), c = pass_floats(&b);
-    /* U and dU, then the larger pass. */
-    return 2 * round16((size_t)16 * g->c * g->oc) + (a > c ? a : c);
+    return 2 * kernel_floats(g) + (a > c ? a : c);
 }
 
 /* U[xi][i][o] = (G g G^T)[xi] for the kernel g of output o and input i. For
@@ -257,7 +259,7 @@ void lt_wino_forward(float *out, const float *inp, const float *w, const float *
                      float *scratch)
 {
     const pass p = fwd_pass(g, n);
-    float *U = scratch, *rest = U + 2 * round16((size_t)16 * g->c * g->oc);
+    float *U = scratch, *rest = U + 2 * kernel_floats(g);
     weight_transform(U, w, g->c, g->oc, 0);
     convolve(out, inp, U, b, n, &p, rest);
 }
@@ -265,7 +267,7 @@ void lt_wino_forward(float *out, const float *inp, const float *w, const float *
 void lt_wino_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
                       const lt_conv_geom *g, float *scratch)
 {
-    float *U = scratch, *dU = U + round16((size_t)16 * g->c * g->oc), *rest = U + 2 * round16((size_t)16 * g->c * g->oc);
+    float *U = scratch, *dU = U + kernel_floats(g), *rest = U + 2 * kernel_floats(g);
     if (dw) {
         const pass p = fwd_pass(g, n);
         const int T = p.th * p.tw;

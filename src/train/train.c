@@ -289,7 +289,6 @@ static int checkpoint(const lt_train_config *cfg, const lt_model *m, const lt_op
     return lt_dist_agree(cfg->dist, rc, err);
 }
 
-/* A stop asked of any process stops them all at the same batch. */
 /* The optimizer's update of one block of parameters, for lt_net_loss. */
 typedef struct step_update {
     const lt_optim *opt;
@@ -303,6 +302,7 @@ static void apply_update(void *ctx, size_t lo, size_t hi)
     lt_optim_update(u->opt, u->params, u->grad, lo, hi);
 }
 
+/* A stop asked of any process stops them all at the same batch. */
 static int stop_now(const lt_train_config *cfg) { return lt_dist_any(cfg->dist, cfg->stop && *cfg->stop); }
 
 static int check_config(const lt_train_config *cfg, const lt_dataset *ds, lt_err *err)
